@@ -1,0 +1,176 @@
+"""The ``kinema`` command: generate, info, and the sub-commands of the world, eval and train packages.
+
+Errors a user can fix (bad size, unknown option, unreadable model) print one line naming the
+problem and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from kinema import __version__
+from kinema.errors import KinemaError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that point at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def default_model_path() -> Path:
+    """The model used when ``--model`` is not given: $KINEMA_MODEL, else the bundled default model."""
+    env = os.environ.get("KINEMA_MODEL")
+    if env:
+        return Path(env)
+    from kinema.weights import bundled_model_path
+
+    return bundled_model_path()
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"invalid size '{text}': use WIDTHxHEIGHT, e.g. 64x64")
+    return int(parts[0]), int(parts[1])
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate a video (or an image) from a text prompt", description="Generate a video from a prompt with a Kinema model. The output type follows the suffix of -o: .mp4 (H.264), .webm (VP9), .gif, .png.")
+    p.add_argument("prompt", help="what the video should show")
+    p.add_argument("-o", "--output", required=True, help="output file: .mp4, .webm, .gif or .png")
+    p.add_argument("--seconds", type=float, default=None, help="duration in seconds (default: the model's; 0 = a single image)")
+    p.add_argument("--frames", type=int, default=None, help="exact frame count instead of --seconds (1 + k * temporal factor)")
+    p.add_argument("--size", type=_parse_size, default=None, help="WIDTHxHEIGHT, one of the model's sizes (see 'kinema info')")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--sampler", default=None, help="flow sampler: euler or heun")
+    p.add_argument("--negative", default=None, help="negative prompt: what to steer away from")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed and settings give the same video")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: $KINEMA_MODEL or the bundled model)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kinema.pipeline import KinemaPipeline
+    from kinema.video import WRITE_SUFFIXES
+
+    out = Path(args.output)
+    if out.suffix.lower() not in WRITE_SUFFIXES:
+        raise KinemaErrorForCli(f"unknown output type '{out.suffix}' for '{out}': use one of {', '.join(WRITE_SUFFIXES)}")
+    t0 = time.perf_counter()
+    pipe = KinemaPipeline.from_pretrained(args.model or default_model_path())
+    width, height = args.size if args.size else (None, None)
+    seconds = args.seconds
+    if out.suffix.lower() == ".png" and seconds is None and args.frames is None:
+        seconds = 0.0
+    bar = tqdm(total=args.steps or pipe.config.steps, desc="sampling", unit="step", disable=args.quiet, leave=False)
+    video = pipe.generate(
+        args.prompt, negative_prompt=args.negative, seconds=seconds, frames=args.frames, fps=args.fps,
+        width=width, height=height, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed,
+        callback=lambda info: bar.update(1),
+    )
+    bar.close()
+    path = video.save(out)
+    if not args.quiet:
+        print(f"wrote {path} ({video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+class KinemaErrorForCli(KinemaError):
+    """A CLI-level usage error."""
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show the model, what it supports, and versions")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: $KINEMA_MODEL or the bundled model)")
+    p.set_defaults(func=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    import av
+    import torch
+
+    from kinema.pipeline import KinemaPipeline
+
+    path = args.model or default_model_path()
+    pipe = KinemaPipeline.from_pretrained(path)
+    cfg = pipe.config
+    frames = pipe.allowed_frames()
+    n_vae = sum(p.numel() for p in pipe.vae.parameters())
+    n_dit = sum(p.numel() for p in pipe.dit.parameters())
+    lines = [
+        f"kinema {__version__} (torch {torch.__version__}, PyAV {av.__version__}, {torch.get_num_threads()} threads)",
+        f"model: {cfg.name} at {path}",
+        f"  {cfg.description}" if cfg.description else None,
+        f"  VAE: {n_vae / 1e6:.2f}M params, spatial x{pipe.vae.config.spatial_factor}, temporal x{pipe.vae.config.temporal_factor}, {pipe.vae.config.latent_channels} latent channels",
+        f"  DiT: {n_dit / 1e6:.2f}M params, patch {tuple(pipe.dit.config.patch_size)}, hidden {pipe.dit.config.hidden_size}, depth {pipe.dit.config.depth}",
+        f"  text encoder: {cfg.text_encoder.path or 'bundled all-MiniLM-L6-v2'}",
+        f"sizes (WxH): {', '.join(f'{w}x{h}' for w, h in cfg.sizes)} (default {cfg.default_size[0]}x{cfg.default_size[1]})",
+        f"frames: 1 + k*{pipe.temporal_factor} up to {cfg.max_frames} ({frames[0]}..{frames[-1]}); fps {cfg.fps_range[0]:g}-{cfg.fps_range[1]:g} (default {cfg.default_fps:g}); default {cfg.default_seconds:g} s",
+        f"sampling: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance:g}",
+    ]
+    print("\n".join(line for line in lines if line is not None))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kinema", description="Kinema: open Sora-style video generation (causal 3D VAE + spacetime-patch DiT + flow matching).")
+    parser.add_argument("--version", action="version", version=f"kinema {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is happening")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_generate(sub)
+    _add_info(sub)
+    for module in _optional_command_modules():
+        before = set(sub.choices)
+        module.add_parser(sub)
+        for name in set(sub.choices) - before:
+            if sub.choices[name].get_default("func") is None:
+                sub.choices[name].set_defaults(func=module.run)
+    return parser
+
+
+def _optional_command_modules() -> list:
+    """Sub-command modules of other packages (world, eval, train): each has add_parser() and run()."""
+    import importlib
+
+    modules = []
+    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.train.cli"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name is None or not name.startswith(e.name):
+                raise
+    return modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KinemaError as e:
+        print(f"kinema {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
