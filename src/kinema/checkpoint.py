@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -69,8 +69,11 @@ def save_component(model: nn.Module, folder: str | Path, *, dtype: str = "float3
     return folder
 
 
-def read_component_config(config_cls: type, folder: str | Path) -> tuple[Any, dict[str, Any]]:
-    """Read ``folder/config.json`` into ``config_cls``; returns (config, header)."""
+def read_component_config(config_cls: type, folder: str | Path, expected_class: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Read ``folder/config.json`` into ``config_cls``; returns (config, header).
+
+    ``expected_class`` (a model class name) is checked against the header before the config is parsed.
+    """
     folder = Path(folder)
     path = folder / CONFIG_NAME
     if not path.is_file():
@@ -80,6 +83,9 @@ def read_component_config(config_cls: type, folder: str | Path) -> tuple[Any, di
     except (OSError, json.JSONDecodeError) as e:
         raise ModelLoadError(f"cannot read '{path}': {e}") from e
     header = data.pop("_kinema", {})
+    stored = header.get("class")
+    if expected_class and stored and stored != expected_class:
+        raise ModelLoadError(f"'{folder}' holds a {stored}, not a {expected_class}")
     try:
         config = from_dict(config_cls, data)
     except InvalidInputError as e:
@@ -93,16 +99,13 @@ def load_component(model_cls: type[M], config_cls: type, folder: str | Path, *, 
     Missing or unexpected keys raise ``ModelLoadError`` naming them (``strict=False`` logs them).
     """
     folder = Path(folder)
-    config, header = read_component_config(config_cls, folder)
-    expected = header.get("class")
-    if expected and expected != model_cls.__name__:
-        raise ModelLoadError(f"'{folder}' holds a {expected}, not a {model_cls.__name__}")
+    config, _ = read_component_config(config_cls, folder, expected_class=model_cls.__name__)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelLoadError(f"'{folder}' has no {WEIGHTS_NAME}")
     try:
         state = load_file(str(weights), device=str(device))
-    except (SafetensorsError, OSError, RuntimeError) as e:
+    except (SafetensorError, OSError, RuntimeError) as e:
         raise ModelLoadError(f"cannot read weights '{weights}': {e}") from e
     with torch.device("meta"):
         model = model_cls(config)

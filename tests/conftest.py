@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny random-weight pipeline saved to disk (real VAE, DiT and bundled MiniLM)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from kinema.dit import DIT_PRESETS, DiT
+from kinema.pipeline import KinemaPipeline, PipelineConfig
+from kinema.text import TextEncoder, TextEncoderConfig
+from kinema.vae import VAE_PRESETS, CausalVAE
+
+
+def perturb_(module: torch.nn.Module, seed: int = 0, scale: float = 0.02) -> None:
+    """Give zero-initialised layers (adaLN, output heads) small random weights so outputs are non-trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+@pytest.fixture(scope="session")
+def text_encoder() -> TextEncoder:
+    return TextEncoder(TextEncoderConfig())
+
+
+def build_tiny_pipeline(text_encoder: TextEncoder, seed: int = 0) -> KinemaPipeline:
+    torch.manual_seed(seed)
+    vae = CausalVAE(VAE_PRESETS["tiny"])
+    dit = DiT(replace(DIT_PRESETS["tiny"], in_channels=vae.config.latent_channels))
+    perturb_(dit, seed)
+    config = PipelineConfig(
+        name="kinema-tiny-test",
+        description="random weights, for tests only",
+        sizes=[(32, 32), (48, 32), (32, 48)],
+        default_size=(32, 32),
+        max_frames=17,
+        default_seconds=0.5,
+        steps=4,
+        guidance=3.0,
+    )
+    return KinemaPipeline(config, vae, dit, text_encoder)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(text_encoder: TextEncoder) -> KinemaPipeline:
+    return build_tiny_pipeline(text_encoder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_pipeline: KinemaPipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_pipeline.save_pretrained(tmp_path_factory.mktemp("models") / "tiny")
