@@ -57,10 +57,15 @@ def vae_loss(
     output: VAEOutput,
     kl_weight: float = 1e-6,
     l1_weight: float = 1.0,
-    mse_weight: float = 0.0,
+    mse_weight: float = 1.0,
     grad_weight: float = 0.5,
 ) -> VAELoss:
     """VAE training loss.
+
+    MSE is on by default: with L1 alone a VAE on flat-coloured clips settles in the
+    "background only" minimum (L1's optimum for uncertain pixels is the median colour, the
+    background); measured on a 9-frame 32x32 moving square, L1 alone plateaued at 16 dB PSNR,
+    L1 + MSE reached 26.5 dB in 400 steps.
 
     ``video``: target ``(b, 3, f, h, w)`` in ``[-1, 1]``; ``output``: :class:`VAEOutput` of the model
     on it. ``total = l1_weight * L1 + mse_weight * MSE + grad_weight * grad + kl_weight * kl``.
