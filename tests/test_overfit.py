@@ -55,7 +55,7 @@ def test_tiny_vae_and_dit_memorise_one_clip(text_encoder):
 
     # 2) DiT: flow matching on the one normalised latent with its caption.
     scale, shift = estimate_latent_scaling(z)
-    vae.config.scaling_factor, vae.config.shift_factor = scale, shift
+    vae.config.scaling_factor, vae.config.shift_factor = scale, shift  # the model's own config copy
     x0 = vae.normalize(z)
     text = text_encoder.encode(["a red square slides right"])
     dit = DiT(replace(DIT_PRESETS["tiny"], in_channels=z.shape[1], hidden_size=64))

@@ -14,6 +14,8 @@ marks given latent frames and ``cond_latents`` holds their clean values.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import torch
@@ -58,7 +60,7 @@ class DiT(nn.Module):
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         config.validate()
-        self.config = config
+        self.config = dataclasses.replace(config)  # own copy: presets are shared module-level objects
         d = config.hidden_size
         self.x_embedder = nn.Linear(config.input_channels * config.patch_volume, d)
         self.t_embedder = TimestepEmbedder(d, config.frequency_embedding_size)

@@ -8,6 +8,8 @@ Everything is causal in time, so encoding the first ``1 + j * T`` frames of a vi
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -123,7 +125,7 @@ class CausalVAE(nn.Module):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         config.validate()
-        self.config = config
+        self.config = dataclasses.replace(config)  # own copy: presets are shared module-level objects
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
 

@@ -39,6 +39,10 @@ class ObjectFrame:
     visible: float  # fraction of the object's area visible in the frame, 0..1
     state: ObjectStateName = "intact"
     velocity: tuple[float, float] = (0.0, 0.0)  # pixels per frame, (dx, dy)
+    # After a "break": the pieces as (x, y, r) pixels (centre, half extent); ``center`` is their mean.
+    pieces: list[tuple[float, float, float]] = field(default_factory=list)
+    # After a "bite": the notch, a disc (dx, dy, r) in pixels relative to ``center``, cut out of the shape.
+    notch: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -52,6 +56,10 @@ class ObjectTrack:
     motion: str  # what the caption says it does: "still", "left", "right", "up", "down", "bounce", "fall", "thrown", ...
     mass: float = 1.0
     frames: list[ObjectFrame] = field(default_factory=list)
+    direction: str = ""  # "left" | "right" | "up" | "down" | "" (motion "thrown", "pass_behind", "left", ...)
+    speed: str = ""  # what the caption says: "slow" | "" (normal) | "fast" | "very_fast"
+    event: str = ""  # the caption's state change: "" | "break" | "bite" | "color_change"
+    to_color: str = ""  # colour after a "color_change"
 
 
 @dataclass
@@ -88,6 +96,10 @@ class ClipSpec:
     camera_pan: float = 0.0  # pixels per frame the camera moves to the right (negative: left)
     gravity: float = 0.0  # pixels per frame^2, positive = down
     split: str = ""  # "train" | "test" | "heldout" | "ood" when the spec came from a split
+    # Everything below is in frame-0 screen coordinates and moves with the world (x - camera_pan * i).
+    walls: Rect | None = None  # inner edge of the walls objects bounce off; walls fill the frame outside it
+    floor_marks: list[Rect] = field(default_factory=list)  # marks drawn on the floor (they show a pan)
+    unit: float = 0.0  # pixels per world unit (min(width, height)); 0 when unknown
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +123,8 @@ class ClipSpec:
                         visible=float(f["visible"]),
                         state=f["state"],
                         velocity=(float(f["velocity"][0]), float(f["velocity"][1])),
+                        pieces=[(float(a), float(b), float(c)) for a, b, c in f.get("pieces", [])],
+                        notch=tuple(float(v) for v in f["notch"]) if f.get("notch") else None,  # type: ignore[arg-type]
                     )
                     for f in o["frames"]
                 ],
@@ -119,8 +133,18 @@ class ClipSpec:
         ]
         events = [Event(**e) for e in data["events"]]
         occ = data.get("occluder")
-        rest = {k: v for k, v in data.items() if k not in ("objects", "events", "occluder")}
-        return cls(**rest, objects=objects, events=events, occluder=Rect(**occ) if occ else None)
+        walls = data.get("walls")
+        marks = [Rect(**m) for m in data.get("floor_marks", [])]
+        special = ("objects", "events", "occluder", "walls", "floor_marks")
+        rest = {k: v for k, v in data.items() if k not in special}
+        return cls(
+            **rest,
+            objects=objects,
+            events=events,
+            occluder=Rect(**occ) if occ else None,
+            walls=Rect(**walls) if walls else None,
+            floor_marks=marks,
+        )
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> ClipSpec:
