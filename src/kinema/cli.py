@@ -149,7 +149,7 @@ def _optional_command_modules() -> list:
     import importlib
 
     modules = []
-    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.train.cli"):
+    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.train.cli", "kinema.export"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as e:

@@ -97,7 +97,7 @@ class VAELossConfig:
 
     kl_weight: float = 1e-6
     l1_weight: float = 1.0
-    mse_weight: float = 0.0
+    mse_weight: float = 1.0  # L1 alone settles in a background-only minimum on flat clips (docs/architecture.md)
     grad_weight: float = 0.5
 
 

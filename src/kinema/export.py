@@ -1,0 +1,101 @@
+"""Assemble a pipeline folder from a finished DiT training run (``RUN/final``).
+
+``kinema export runs/dit-demo/final --out src/kinema/weights/default --sizes 64x64 --max-frames 65``
+loads ``final/vae``, ``final/dit`` and ``final/text/config.json``, writes ``pipeline.json`` with what
+the model supports, and stores the weights in ``--dtype`` (float16 keeps the repository small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from kinema.checkpoint import load_component
+from kinema.config import from_dict
+from kinema.dit import DiT, DiTConfig
+from kinema.errors import InvalidInputError, ModelLoadError
+from kinema.pipeline import KinemaPipeline, PipelineConfig
+from kinema.text import TextEncoder, TextEncoderConfig
+from kinema.vae import CausalVAE, VAEConfig
+
+
+def export_pipeline(
+    final_dir: str | Path,
+    out: str | Path,
+    *,
+    name: str,
+    description: str = "",
+    sizes: list[tuple[int, int]] | None = None,
+    max_frames: int = 65,
+    default_seconds: float = 2.0,
+    fps: float = 16.0,
+    steps: int = 20,
+    guidance: float = 4.0,
+    sampler: str = "euler",
+    dtype: str = "float16",
+) -> Path:
+    """Build and save a ``KinemaPipeline`` folder from a training run's ``final`` folder."""
+    final_dir = Path(final_dir)
+    if not final_dir.is_dir():
+        raise ModelLoadError(f"run output not found: '{final_dir}' (expected RUN/final from `kinema train dit`)")
+    text_path = final_dir / "text" / "config.json"
+    if not text_path.is_file():
+        raise ModelLoadError(f"'{final_dir}' has no text/config.json; is it the final folder of a DiT run?")
+    text_config = from_dict(TextEncoderConfig, json.loads(text_path.read_text()))
+    vae = load_component(CausalVAE, VAEConfig, final_dir / "vae")
+    dit = load_component(DiT, DiTConfig, final_dir / "dit")
+    sizes = sizes or [(64, 64)]
+    config = PipelineConfig(
+        name=name,
+        description=description,
+        sizes=sizes,
+        default_size=sizes[0],
+        max_frames=max_frames,
+        default_seconds=default_seconds,
+        default_fps=fps,
+        steps=steps,
+        guidance=guidance,
+        sampler=sampler,
+        text_encoder=text_config,
+    )
+    pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config))
+    return pipe.save_pretrained(out, dtype=dtype)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise argparse.ArgumentTypeError(f"invalid size '{item}': use WxH[,WxH...], e.g. 64x64,96x64")
+        out.append((int(parts[0]), int(parts[1])))
+    return out
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("export", help="assemble a pipeline folder from a DiT training run", description=__doc__)
+    p.add_argument("final", type=Path, help="the run's final folder (RUN/final)")
+    p.add_argument("--out", type=Path, required=True, help="pipeline folder to write")
+    p.add_argument("--name", required=True, help="model name shown by `kinema info`")
+    p.add_argument("--description", default="", help="one line shown by `kinema info`")
+    p.add_argument("--sizes", type=_sizes, default=[(64, 64)], help="trained sizes WxH[,WxH...]; the first is the default")
+    p.add_argument("--max-frames", type=int, default=65, help="longest clip in frames the model supports")
+    p.add_argument("--seconds", type=float, default=2.0, help="default duration")
+    p.add_argument("--fps", type=float, default=16.0, help="default frame rate")
+    p.add_argument("--steps", type=int, default=20, help="default sampling steps")
+    p.add_argument("--guidance", type=float, default=4.0, help="default guidance scale")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16", help="weight storage dtype")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_frames < 1:
+        raise InvalidInputError(f"--max-frames={args.max_frames} invalid: must be >= 1")
+    out = export_pipeline(
+        args.final, args.out, name=args.name, description=args.description, sizes=args.sizes, max_frames=args.max_frames,
+        default_seconds=args.seconds, fps=args.fps, steps=args.steps, guidance=args.guidance, dtype=args.dtype,
+    )
+    print(f"wrote pipeline folder {out}")
+    return 0
