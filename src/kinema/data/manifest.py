@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
 OPTIONAL_INT_FIELDS: tuple[str, ...] = ("frames", "width", "height")
 KNOWN_FIELDS: tuple[str, ...] = ("path", "caption", "fps", *OPTIONAL_INT_FIELDS)
+# Extra per-clip fields that dataset writers add and training ignores (Kinema World's ground-truth spec).
+IGNORED_FIELDS = ("spec", "split", "seed", "index")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ def _optional_number(raw: Any, field_name: str, kind: type, where: str) -> Any:
 
 
 def _entry_from_row(row: dict[str, Any], root: Path, where: str) -> ManifestEntry:
-    unknown = sorted(k for k in row if k not in KNOWN_FIELDS)
+    unknown = sorted(k for k in row if k not in KNOWN_FIELDS and k not in IGNORED_FIELDS)
     if unknown:
-        raise InvalidInputError(f"{where}: unknown field(s) {unknown}; allowed: {list(KNOWN_FIELDS)}")
+        raise InvalidInputError(f"{where}: unknown field(s) {unknown}; allowed: {list(KNOWN_FIELDS)} (ignored: {list(IGNORED_FIELDS)})")
     raw_path = row.get("path")
     if not isinstance(raw_path, str) or not raw_path.strip():
         raise InvalidInputError(f"{where}: missing or empty 'path' (got {raw_path!r})")
