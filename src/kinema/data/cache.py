@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -55,7 +56,7 @@ def _publish(tmp: Path, final: Path) -> None:
 # ---------------------------------------------------------------------------------------------- text
 
 
-def build_text_cache(captions: Iterable[str], encoder: Any, out_dir: str | Path, *, shard_size: int = 4096) -> Path:
+def build_text_cache(captions: Iterable[str], encoder: Any, out_dir: str | Path, *, shard_size: int = 4096, progress: bool = True) -> Path:
     """Encode unique ``captions`` (plus ``""``) with ``encoder`` (a :class:`kinema.text.TextEncoder`).
 
     Writes ``out_dir/text`` atomically and returns it.
@@ -65,9 +66,11 @@ def build_text_cache(captions: Iterable[str], encoder: Any, out_dir: str | Path,
     tmp = _atomic_dir(final)
     try:
         index: dict[str, Any] = {"encoder": encoder.identity, "dim": encoder.dim, "max_length": encoder.config.max_length, "captions": {}}
+        bar = tqdm(total=len(unique), desc="caching text", unit="caption", disable=not progress)
         for shard_id, start in enumerate(range(0, len(unique), shard_size)):
             chunk = unique[start : start + shard_size]
             states = encoder.encode_unpadded(chunk)  # list of (l_i, d)
+            bar.update(len(chunk))
             name = f"text-{shard_id:05d}.safetensors"
             offset = 0
             for caption, s in zip(chunk, states):
@@ -136,6 +139,7 @@ def build_latent_cache(
     device: str | torch.device = "cpu",
     shard_size: int = 1024,
     vae_path: str | Path | None = None,
+    progress: bool = True,
 ) -> tuple[Path, DataReport]:
     """Encode one clip per usable item of ``dataset`` with ``vae`` into ``out_dir/latents``.
 
@@ -147,6 +151,7 @@ def build_latent_cache(
     report = DataReport(missing=list(dataset.report.missing), unreadable=list(dataset.report.unreadable), unbucketed=list(dataset.report.unbucketed))
     vae = vae.to(device).eval()
     items: list[dict[str, Any]] = []
+    bar = tqdm(total=len(dataset.bucket_of), desc="caching latents", unit="clip", disable=not progress)
     try:
         for b, bucket in enumerate(dataset.buckets):
             members = [i for i, k in enumerate(dataset.bucket_of) if k == b]
@@ -180,6 +185,7 @@ def build_latent_cache(
                 means.append(posterior.mean.float().cpu())
                 logvars.append(posterior.logvar.float().cpu())
                 rows_in_shard += len(kept)
+                bar.update(len(members[start : start + batch_size]))
                 if rows_in_shard >= shard_size:
                     flush()
             flush()
