@@ -58,6 +58,13 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--negative", default=None, help="negative prompt: what to steer away from")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed and settings give the same video")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: $KINEMA_MODEL or the bundled model)")
+    p.add_argument("--image", type=Path, default=None, help="image to start from (image-to-video, or the start of a --mode loop)")
+    p.add_argument("--video", type=Path, default=None, help="input video: extended (default), edited, or connected to --end-video")
+    p.add_argument("--end-video", type=Path, default=None, help="second video for --mode connect")
+    p.add_argument("--mode", choices=["t2v", "i2v", "extend", "extend_backward", "loop", "connect", "edit"], default=None,
+                   help="generation mode (default: from the inputs); with --video, --seconds is the length of the new part")
+    p.add_argument("--strength", type=float, default=0.6, help="edit strength in (0, 1]: how far the input is re-imagined")
+    p.add_argument("--context", type=int, default=None, help="latent frames of overlap for extend/loop/connect (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate)
 
@@ -77,11 +84,12 @@ def _run_generate(args: argparse.Namespace) -> int:
     seconds = args.seconds
     if out.suffix.lower() == ".png" and seconds is None and args.frames is None:
         seconds = 0.0
-    bar = tqdm(total=args.steps or pipe.config.steps, desc="sampling", unit="step", disable=args.quiet, leave=False)
+    bar = tqdm(desc="sampling", unit="step", disable=args.quiet, leave=False)
     video = pipe.generate(
         args.prompt, negative_prompt=args.negative, seconds=seconds, frames=args.frames, fps=args.fps,
         width=width, height=height, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed,
-        callback=lambda info: bar.update(1),
+        callback=lambda info: bar.update(1), image=args.image, video=args.video, end_video=args.end_video,
+        mode=args.mode, strength=args.strength, context=args.context,
     )
     bar.close()
     path = video.save(out)

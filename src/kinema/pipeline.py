@@ -14,6 +14,7 @@ A pipeline folder holds one sub-folder per component plus ``pipeline.json``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,8 +29,9 @@ from kinema.checkpoint import load_component, save_component
 from kinema.config import config_to_dict, from_dict
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
-from kinema.flow import SAMPLERS, get_schedule, guided_velocity_fn, resolution_shift
+from kinema.flow import SAMPLERS, get_schedule, guided_velocity_fn, resolution_shift, truncate_schedule
 from kinema.flow.samplers import StepInfo
+from kinema.modes import MODES, LatentCondition, MediaInput, decode, prepare, run_connect, run_edit, run_extend, run_i2v, run_loop
 from kinema.text import TextEncoder, TextEncoderConfig
 from kinema.vae import CausalVAE, VAEConfig
 from kinema.video import Video
@@ -64,9 +66,12 @@ class PipelineConfig:
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
+StepCallback = Callable[[StepInfo], None]
+
+
 @dataclass
-class GenerationParams:
-    """Everything that determines a generation; recorded next to outputs for reproducibility."""
+class SampleSettings:
+    """Everything that determines one sampling pass; recorded next to outputs for reproducibility."""
 
     prompt: str
     negative_prompt: str
@@ -80,12 +85,15 @@ class GenerationParams:
     shift: float
     seed: int
     model: str
+    callback: StepCallback | None = None
 
-    def to_dict(self) -> dict[str, object]:
-        return config_to_dict(self)
+    def with_seed(self, seed: int) -> SampleSettings:
+        return dataclasses.replace(self, seed=seed)
 
-
-StepCallback = Callable[[StepInfo], None]
+    def record(self, **extra: object) -> dict[str, object]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callback"}
+        data.update({k: v for k, v in extra.items() if v is not None})
+        return data
 
 
 class KinemaPipeline:
@@ -190,6 +198,52 @@ class KinemaPipeline:
         return frames
 
     # ----------------------------------------------------------------- generation
+    def latent_shape(self, s: SampleSettings) -> tuple[int, int, int, int]:
+        """Latent ``(c, f', h', w')`` for the settings' pixel size and frame count."""
+        return self.vae.latent_shape(s.frames, s.height, s.width)
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        s: SampleSettings,
+        shape: tuple[int, int, int, int],
+        *,
+        cond: LatentCondition | None = None,
+        start: torch.Tensor | None = None,
+        strength: float | None = None,
+    ) -> torch.Tensor:
+        """Sample normalised latents ``(1, c, f, h, w)`` of ``shape``.
+
+        ``cond``: latent frames given (their values are copied into the result). ``start`` +
+        ``strength``: SDEdit, sampling begins from ``start`` noised to flow time ``strength``.
+        """
+        c, lf, lh, lw = shape
+        num_tokens = self.dit.num_tokens(lf, lh, lw)
+        cfg = self.config
+        shift = cfg.shift if cfg.shift is not None else resolution_shift(
+            num_tokens, base_tokens=cfg.base_tokens, max_tokens=cfg.max_tokens, base_shift=cfg.base_shift, max_shift=cfg.max_shift
+        )
+        s.shift = float(shift)
+        text = self.text_encoder.encode([s.prompt])
+        negative = self.text_encoder.encode([s.negative_prompt])
+        generator = torch.Generator().manual_seed(int(s.seed))
+        x = torch.randn((1, c, lf, lh, lw), generator=generator)  # (b, c, f, h, w)
+        schedule = get_schedule(s.steps, shift=shift)
+        if start is not None:
+            if strength is None:
+                raise InvalidInputError("strength is required with a start latent (edit mode)")
+            schedule = truncate_schedule(schedule, strength)
+            t0 = float(schedule[0])
+            x = (1.0 - t0) * start + t0 * x
+        cond_latents = None if cond is None else cond.latents
+        cond_mask = None if cond is None else cond.mask
+        velocity = guided_velocity_fn(self.dit, text, negative, s.guidance, cond_latents, cond_mask)
+        latents = SAMPLERS[s.sampler](velocity, x, schedule, callback=s.callback)
+        if cond is not None:
+            given = cond.mask[:, None, :, None, None] > 0  # (1, 1, f, 1, 1)
+            latents = torch.where(given, cond.latents, latents)
+        return latents
+
     @torch.no_grad()
     def generate(
         self,
@@ -206,8 +260,29 @@ class KinemaPipeline:
         sampler: str | None = None,
         seed: int = 0,
         callback: StepCallback | None = None,
+        image: MediaInput | None = None,
+        video: MediaInput | None = None,
+        end_video: MediaInput | None = None,
+        mode: str | None = None,
+        strength: float = 0.6,
+        context: int | None = None,
     ) -> Video:
-        """Generate a video for ``prompt``. Same arguments and weights give the same frames bit for bit."""
+        """Generate a video. Same arguments and weights give the same frames bit for bit.
+
+        Modes (``mode=``; inferred when omitted: ``image`` -> ``i2v``, ``video`` -> ``extend``,
+        ``video`` + ``end_video`` -> ``connect``):
+
+        - ``t2v``: text only. ``seconds``/``frames`` is the clip length.
+        - ``i2v``: ``image`` is the first frame.
+        - ``extend`` / ``extend_backward``: ``video`` continued after its end / before its start by
+          ``seconds``/``frames`` new frames, in chained windows of overlapping context (any length).
+        - ``loop``: a clip (optionally starting at ``image``) whose end flows back into its start.
+        - ``connect``: ``video``, a generated transition of ``seconds``/``frames``, then ``end_video``.
+        - ``edit``: ``video`` re-imagined with the prompt (SDEdit) at ``strength`` in (0, 1].
+
+        Inputs of another size are centre-cropped to the aspect and resized; another frame rate
+        is resampled (both logged). ``context`` is the number of latent frames of overlap (default 2).
+        """
         cfg = self.config
         fps = float(cfg.default_fps if fps is None else fps)
         width = int(cfg.default_size[0] if width is None else width)
@@ -216,24 +291,45 @@ class KinemaPipeline:
         guidance = float(cfg.guidance if guidance is None else guidance)
         sampler = cfg.sampler if sampler is None else sampler
         negative_prompt = cfg.negative_prompt if negative_prompt is None else negative_prompt
-        frames = self.resolve_frames(frames, seconds, fps)
-        self.validate(prompt, width, height, frames, fps, steps, guidance, sampler)
+        mode = mode if mode is not None else ("connect" if end_video is not None else "extend" if video is not None else "i2v" if image is not None else "t2v")
+        if mode not in MODES:
+            raise InvalidInputError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
+        needs_video = mode in ("extend", "extend_backward", "connect", "edit")
+        if needs_video and video is None:
+            raise InvalidInputError(f"mode '{mode}' needs an input video (video=)")
+        if mode == "connect" and end_video is None:
+            raise InvalidInputError("mode 'connect' needs a second video (end_video=)")
+        if mode == "i2v" and image is None:
+            raise InvalidInputError("mode 'i2v' needs an input image (image=)")
+        if mode in ("extend", "extend_backward", "connect"):
+            t = self.temporal_factor
+            new = int(frames) if frames is not None else max(1, round((cfg.default_seconds if seconds is None else float(seconds)) * fps))
+            if new < 1:
+                raise InvalidInputError(f"{mode} needs at least 1 new frame, got {new}")
+            frame_count = 1 + t  # the window size is chosen per step; validate the rest on a small window
+        else:
+            new = 0
+            frame_count = self.resolve_frames(frames, seconds, fps)
+        self.validate(prompt, width, height, frame_count, fps, steps, guidance, sampler)
+        if mode == "edit" and not (0.0 < strength <= 1.0):
+            raise InvalidInputError(f"strength={strength} not supported: must be in (0, 1]")
 
         t0 = time.perf_counter()
-        c, lf, lh, lw = self.vae.latent_shape(frames, height, width)
-        num_tokens = self.dit.num_tokens(lf, lh, lw)
-        shift = cfg.shift if cfg.shift is not None else resolution_shift(
-            num_tokens, base_tokens=cfg.base_tokens, max_tokens=cfg.max_tokens, base_shift=cfg.base_shift, max_shift=cfg.max_shift
-        )
-        params = GenerationParams(prompt, negative_prompt, width, height, frames, fps, steps, guidance, sampler, float(shift), int(seed), self.name)
-
-        text = self.text_encoder.encode([prompt])
-        negative = self.text_encoder.encode([negative_prompt])
-        generator = torch.Generator().manual_seed(int(seed))
-        noise = torch.randn((1, c, lf, lh, lw), generator=generator)  # (b, c, f, h, w)
-        schedule = get_schedule(steps, shift=shift)
-        velocity = guided_velocity_fn(self.dit, text, negative, guidance)
-        latents = SAMPLERS[sampler](velocity, noise, schedule, callback=callback)
-        video = self.vae.decode(self.vae.denormalize(latents))  # (1, 3, f, h, w)
-        log.info("generated %d frames %dx%d in %.2fs (%d tokens, %d steps)", frames, width, height, time.perf_counter() - t0, num_tokens, steps)
-        return Video.from_tensor(video, fps=fps, metadata={"kinema:params": json.dumps(params.to_dict())})
+        s = SampleSettings(prompt, negative_prompt, width, height, frame_count, fps, steps, guidance, sampler, 0.0, int(seed), self.name, callback)
+        first = None if image is None else prepare(image, "image", width, height, fps)[:1]
+        src = None if video is None else prepare(video, "video", width, height, fps)
+        if mode == "t2v":
+            out = decode(self, self.sample_latents(s, self.latent_shape(s)))
+        elif mode == "i2v":
+            out = run_i2v(self, s, first)  # type: ignore[arg-type]
+        elif mode in ("extend", "extend_backward"):
+            out = run_extend(self, s, src, new, backward=mode == "extend_backward", context=context)  # type: ignore[arg-type]
+        elif mode == "loop":
+            out = run_loop(self, s, first, context)
+        elif mode == "connect":
+            out = run_connect(self, s, src, prepare(end_video, "end_video", width, height, fps), new, context)  # type: ignore[arg-type]
+        else:
+            out = run_edit(self, s, src, strength)  # type: ignore[arg-type]
+        params = s.record(mode=mode, frames=int(out.shape[0]), strength=strength if mode == "edit" else None)
+        log.info("%s: %d frames %dx%d in %.2fs", mode, out.shape[0], width, height, time.perf_counter() - t0)
+        return Video(frames=out, fps=fps, metadata={"kinema:params": json.dumps(params)})
