@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,23 @@ def test_phrasings_vary() -> None:
 )
 def test_known_captions(caption: str, expected: Scene) -> None:
     assert parse_caption(caption) == expected
+
+
+@pytest.mark.parametrize("caption,count", [
+    ("a white box breaks", 1), ("two red balls break on a dark background", 2), ("a blue triangle shatters", 1),
+    ("a green ball breaks into pieces", 1), ("three small cyan boxes break on the floor", 3),
+])
+def test_breaks_alone_implies_a_fall(caption: str, count: int) -> None:
+    """ "breaks" on its own means the object falls and breaks on the floor."""
+    scene = parse_caption(caption)
+    (clause,) = scene.clauses
+    assert clause.action == Action("fall", event="break") and clause.count == count
+    assert parse_caption("a white box breaks and a red ball moves left").clauses[1].action == Action("move", "left")
+    for i in range(200):  # the short forms are read, never written, so existing captions stay the same
+        rng = example_rng("train", 0, i)
+        text = describe(sample_scene(rng, "train"), rng)
+        if re.search(r"\b(breaks?|shatters?)\b", text):
+            assert re.search(r"\b(falls?|drops?|hits?|hit)\b", text), text
 
 
 def test_unknown_words_are_all_reported() -> None:

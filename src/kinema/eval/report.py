@@ -1,5 +1,8 @@
 """Reports of a suite run: a JSON summary and a self-contained HTML page.
 
+Clips left out of the run (ground truth not clean) are counted (``skipped``) and listed with their
+reasons (``skipped_clips``) in both.
+
 Per metric: the pass rate over the clips it applied to, with a bootstrap 95% interval (1,000
 resamples of the clips), and the mean value. The HTML page draws the pass rates as a bar chart
 (PNG made with Pillow, inlined as base64) and shows the worst clips as frame strips with what failed.
@@ -47,7 +50,8 @@ def summarize(run: SuiteRun) -> dict[str, object]:
         "suite": run.suite.name, "description": run.suite.description, "mode": run.suite.mode,
         "source": run.source, "config": asdict(run.config), "thresholds": asdict(run.thresholds),
         "clips": len(run.clips), "clip_pass_rate": float(allok.mean()) if run.clips else None,
-        "clip_pass_ci95": [lo, hi] if run.clips else None, "metrics": per,
+        "clip_pass_ci95": [lo, hi] if run.clips else None,
+        "skipped": len(run.skipped), "skipped_clips": [k.to_dict() for k in run.skipped], "metrics": per,
         "results": [c.to_dict() for c in run.clips],
     }
 
@@ -118,12 +122,19 @@ def render_html(summary: dict[str, object], run: SuiteRun, worst: int = 8) -> st
     ci = summary["clip_pass_ci95"]
     head = (f"{rate:.1%} of {summary['clips']} clips pass every metric (95% CI {ci[0]:.1%} – {ci[1]:.1%})"  # type: ignore[index]
             if rate is not None else "no clips")
+    skipped = "".join(
+        f"<li><b>{html.escape(k.clip_id)}</b> {html.escape(k.caption)}: {html.escape('; '.join(k.reasons))}</li>"
+        for k in run.skipped
+    )
+    skipped = (f"<p><b>{len(run.skipped)} clips skipped</b> (their ground truth does not show what the caption "
+               f"says, so they cannot be checked):</p><ul>{skipped}</ul>" if run.skipped else "<p>0 clips skipped.</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Kinema eval: {html.escape(str(summary['suite']))}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}
 .clip{{margin:1em 0;padding:.5em;border:1px solid #ddd}}.ok{{color:green}}li{{font-size:90%}}</style></head><body>
 <h1>Kinema eval — suite <code>{html.escape(str(summary['suite']))}</code></h1>
 <p>{html.escape(str(summary['description']))}. Source: <code>{html.escape(str(summary['source']))}</code>, mode {summary['mode']}.</p>
 <p><b>{head}</b></p>
+{skipped}
 <h2>Pass rate per metric</h2><img src="{_png(bar_chart(per))}" alt="pass rates">
 <table><tr><th>metric</th><th>clips</th><th>pass rate</th><th>95% CI</th><th>mean value</th><th>threshold</th></tr>{rows}</table>
 <h2>Worst clips</h2>{gallery}

@@ -4,6 +4,10 @@ Sources: ground-truth renders of a world split (``ground_truth``, optionally thr
 trip and/or a corruption), existing videos with their spec JSON (``videos``: a folder with a
 ``manifest.jsonl`` as written by ``kinema world``, or ``*.mp4`` files with ``*.json`` beside them),
 or a model (``model``: a ``KinemaPipeline`` folder generating from each clip's caption).
+
+Every clip is checked against a clean ground truth (``kinema.world.clean.clip_problems``). World
+samples are clean by construction; a clip whose spec is not clean is left out and listed in
+``SuiteRun.skipped`` with the reasons, which the reports show.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kinema.errors import InvalidInputError
+from kinema.errors import InvalidInputError, KinemaError
 from kinema.eval.corruptions import CORRUPTIONS
 from kinema.eval.evaluate import ClipResult, evaluate_frames
 from kinema.eval.expectations import from_spec
 from kinema.eval.suites import Suite
 from kinema.eval.thresholds import THRESHOLD_PRESETS, Thresholds
 from kinema.video import Video, read_video
+from kinema.world.clean import clip_problems
+from kinema.world.render import render
 from kinema.world.spec import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -42,12 +48,28 @@ class RunConfig:
     crf: int | None = None  # ground truth: MP4 round trip at this CRF (None: raw frames)
     corruption: str = ""  # ground truth: a name of CORRUPTIONS ("" = none)
     thresholds: str = "default"
-    max_tries: int = 40  # ground-truth clips drawn per accepted clip, at most, when a suite filters
+    max_tries: int = 40  # split examples looked at per accepted clip, at most, when a suite takes only some
+
+
+@dataclass
+class SkippedClip:
+    """A clip left out of a run because its ground truth cannot be checked against: reasons in words."""
+
+    clip_id: str
+    caption: str
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"clip_id": self.clip_id, "caption": self.caption, "reasons": list(self.reasons)}
 
 
 @dataclass
 class SuiteRun:
-    """Results of one suite over one source; ``strips`` keeps 8 frames of each clip for the gallery."""
+    """Results of one suite over one source; ``strips`` keeps 8 frames of each clip for the gallery.
+
+    ``skipped`` lists the clips left out (ground truth not clean, or not samplable), with reasons;
+    reports show their count and reasons, so nothing is dropped without a trace.
+    """
 
     suite: Suite
     source: str
@@ -55,6 +77,7 @@ class SuiteRun:
     thresholds: Thresholds
     clips: list[ClipResult] = field(default_factory=list)
     strips: dict[str, np.ndarray] = field(default_factory=dict)  # clip_id -> uint8 (8, h, w, 3)
+    skipped: list[SkippedClip] = field(default_factory=list)
 
 
 def _strip(frames: np.ndarray, k: int = 8) -> np.ndarray:
@@ -69,49 +92,41 @@ def mp4_round_trip(frames: np.ndarray, fps: float, crf: int) -> np.ndarray:
         return read_video(path).frames
 
 
-def clean_layout(spec: ClipSpec) -> bool:
-    """False when two objects that do not collide overlap in some frame of the ground truth, or a
-    caption's event (bounce, collision, floor contact, reappearance, break) is missing from it.
+def _check(run: SuiteRun, cid: str, spec: ClipSpec) -> bool:
+    """False (and the clip recorded in ``run.skipped`` with its reasons) when its ground truth is not clean.
 
-    The simulator re-draws layouts until they are clean, but keeps its best try when none is; such a
-    clip shows fewer objects than its caption says, so it cannot calibrate a metric.
+    Split samples are always clean (``kinema.world.sample_spec``); specs read from disk may come
+    from an older writer or from ``kinema world render``, where a layout is best effort.
     """
-    need = {"bounce": "wall_bounce", "collide": "collision", "fall": "floor_bounce", "pass_behind": "occlusion_end"}
-    for o in spec.objects:  # the caption's promised event happened (the simulator's own check)
-        want = "break" if o.event == "break" else need.get(o.motion)
-        if want and not any(e.kind == want and o.id in e.objects for e in spec.events):
-            return False
-        if o.event == "break" and any(e.kind == "break" and o.id in e.objects and e.frame < 3 for e in spec.events):
-            return False  # broke before it could be seen whole
-    scale = {"triangle": 1.25}
-    objs = spec.objects
-    for i, a in enumerate(objs):
-        for b in objs[i + 1 :]:
-            if a.motion == "collide" and b.motion == "collide":
-                continue
-            for fa, fb in zip(a.frames, b.frames):
-                if fa.state == "broken" or fb.state == "broken" or fa.visible <= 0 or fb.visible <= 0:
-                    continue
-                reach = fa.radius * scale.get(a.shape, 1.0) + fb.radius * scale.get(b.shape, 1.0)
-                if np.hypot(fa.center[0] - fb.center[0], fa.center[1] - fb.center[1]) < reach:
-                    return False
-    return True
+    problems = clip_problems(spec)
+    if problems:
+        run.skipped.append(SkippedClip(cid, spec.caption, problems))
+        log.warning("skipping %s: its ground truth does not show what the caption says: %s", cid, "; ".join(problems))
+    return not problems
 
 
-def ground_truth_specs(suite: Suite, cfg: RunConfig) -> Iterator[tuple[str, ClipSpec, np.ndarray]]:
-    """Accepted ground-truth clips of ``cfg.split``: (clip id, spec, frames)."""
-    from kinema.world import sample_example
+def ground_truth_specs(suite: Suite, cfg: RunConfig, run: SuiteRun) -> Iterator[tuple[str, ClipSpec, np.ndarray]]:
+    """Ground-truth clips of ``cfg.split`` that ``suite`` accepts: (clip id, spec, frames).
+
+    Examples ``0, 1, ...`` of the split (clean by construction); a suite that takes only some
+    clips (e.g. ``permanence``) looks at up to ``cfg.n * cfg.max_tries`` examples. An example the
+    world cannot sample, or one that is not clean, goes to ``run.skipped`` with the reason.
+    """
+    from kinema.world import sample_spec
 
     found = tried = 0
     while found < cfg.n and tried < cfg.n * cfg.max_tries:
-        spec, frames = sample_example(cfg.split, cfg.seed, tried, cfg.width, cfg.height, cfg.fps, cfg.num_frames)
-        tried += 1
-        if not clean_layout(spec):
-            log.info("skipping %s-%05d: objects overlap in the ground truth (%s)", cfg.split, tried - 1, spec.caption)
+        index, tried = tried, tried + 1
+        cid = f"{cfg.split}-{index:05d}"
+        try:
+            spec = sample_spec(cfg.split, cfg.seed, index, cfg.width, cfg.height, cfg.fps, cfg.num_frames)
+        except KinemaError as e:
+            run.skipped.append(SkippedClip(cid, "", [str(e)]))
+            log.warning("skipping %s: %s", cid, e)
             continue
-        if suite.accepts(spec):
+        if suite.accepts(spec) and _check(run, cid, spec):
             found += 1
-            yield f"{cfg.split}-{tried - 1:05d}", spec, frames
+            yield cid, spec, render(spec)
 
 
 def _condition(suite: Suite, frames: np.ndarray) -> tuple[int, np.ndarray | None]:
@@ -133,7 +148,7 @@ def run_ground_truth(suite: Suite, cfg: RunConfig) -> SuiteRun:
         raise InvalidInputError(f"unknown corruption {cfg.corruption!r}; choose one of {sorted(CORRUPTIONS)}")
     th = THRESHOLD_PRESETS[cfg.thresholds]
     run = SuiteRun(suite, "ground_truth" + (f"+{cfg.corruption}" if cfg.corruption else ""), cfg, th)
-    for cid, spec, frames in ground_truth_specs(suite, cfg):
+    for cid, spec, frames in ground_truth_specs(suite, cfg, run):
         k, cond = _condition(suite, frames)
         video = frames
         if cfg.corruption:
@@ -181,13 +196,11 @@ def run_videos(suite: Suite, folder: str | Path, cfg: RunConfig) -> SuiteRun:
     run = SuiteRun(suite, f"videos:{folder}", cfg, th)
     for path, spec_path in _manifest_rows(folder)[: cfg.n]:
         spec = ClipSpec.from_json(spec_path)
-        if not suite.accepts(spec):
+        if not suite.accepts(spec) or not _check(run, path.stem, spec):
             continue
         video = read_video(path)
         k, cond = 0, None
         if suite.mode != "t2v":  # the given frames are the ground truth's, re-rendered from the spec
-            from kinema.world.render import render
-
             k, cond = _condition(suite, render(spec))
         _add(run, path.stem, video.frames, spec, k, cond, th)
     return run
@@ -206,7 +219,7 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
         raise InvalidInputError(f"suite {suite.name!r} needs video conditioning; this pipeline's generate() takes {sorted(params)}")
     th = THRESHOLD_PRESETS[cfg.thresholds]
     run = SuiteRun(suite, f"model:{model}", cfg, th)
-    for i, (cid, spec, frames) in enumerate(ground_truth_specs(suite, cfg)):
+    for i, (cid, spec, frames) in enumerate(ground_truth_specs(suite, cfg, run)):
         k, cond = _condition(suite, frames)
         kwargs: dict[str, object] = dict(frames=spec.num_frames, fps=spec.fps, width=spec.width, height=spec.height,
                                          steps=steps, guidance=guidance, seed=cfg.seed + i)

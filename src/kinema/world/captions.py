@@ -3,7 +3,8 @@
 ``describe(scene, rng)`` writes one of many phrasings of a scene; ``parse.parse_caption`` reads
 any of them back to the same scene. The tables below are the whole grammar: verb phrases per
 motion/event (singular and plural forms, with slots ``{dir}``, ``{from}``, ``{to}``, ``{np}``),
-direction phrases, speed adverbs, camera and background phrases.
+direction phrases, speed adverbs, camera and background phrases. ``ACCEPTED_VERB_PHRASES`` are read
+by the parser but never written (short forms such as "a white box breaks", which imply a fall).
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ VERB_PHRASES: Final[list[VerbPhrase]] = [
         ("turns from {from} to {to}", "turn from {from} to {to}"),
         ("changes colour to {to}", "change colour to {to}"), ("changes color to {to}", "change color to {to}"),
         ("turns {to}", "turn {to}"), ("becomes {to}", "become {to}"),
+    ]),
+]
+
+
+# Phrases the parser accepts but ``describe`` does not write (so existing datasets keep their
+# captions). "breaks" / "shatters" alone imply the fall: the object falls and breaks on the floor.
+ACCEPTED_VERB_PHRASES: Final[list[VerbPhrase]] = [
+    *_vp("fall", "break", [
+        ("breaks", "break"), ("shatters", "shatter"), ("breaks into pieces", "break into pieces"),
+        ("shatters into pieces", "shatter into pieces"), ("breaks on the floor", "break on the floor"),
     ]),
 ]
 

@@ -70,6 +70,9 @@ def _render(args: argparse.Namespace) -> int:
     spec, video = make_clip(scene, width, height, args.fps, frames, seed=args.seed, caption=args.caption)
     out = Video(video, args.fps, {"comment": args.caption}).save(args.out)
     print(f"wrote {out} ({frames} frames, {width}x{height} at {args.fps:g} fps)")
+    if spec.problems:  # best effort: no layout drawn from this seed shows everything the caption says
+        print(f"warning: the video does not show everything the caption says (seed {args.seed}); "
+              f"try another --seed or fewer objects: " + "; ".join(spec.problems), file=sys.stderr)
     if args.spec:
         spec.to_json(Path(args.spec))
         print(f"wrote {args.spec}")

@@ -6,7 +6,8 @@ Manifest format (``manifest.jsonl``, one line per clip; paths relative to the ma
      "height": 64, "spec": "clips/000000.json", "split": "train"}
 
 Example ``i`` of a split is the same in the writer and in the stream (``sample_example``), for any
-number of workers or ranks.
+number of workers or ranks, and it is always clean (``kinema.world.is_clean``): a scene whose
+layouts cannot show what its caption says is re-drawn, never written or streamed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Caption parser: a caption in the Kinema World vocabulary -> ``Scene``.
 
 Accepts every phrasing ``captions.describe`` writes (and mixes of them): subjects joined by "and"
-or commas, a verb phrase from ``VERB_PHRASES`` (longest match wins), an optional speed adverb
+or commas, a verb phrase from ``VERB_PHRASES`` or ``ACCEPTED_VERB_PHRASES`` (longest match wins;
+"a white box breaks" means it falls and breaks on the floor), an optional speed adverb
 before or after the verb, clauses joined by "and" / "while", a camera pan and a background anywhere
 between clauses. Words outside the vocabulary are reported all at once in a ``CaptionParseError``,
 never skipped; a known word in the wrong place is reported with its position.
@@ -14,6 +15,7 @@ from typing import Final
 
 from kinema.errors import CaptionParseError, InvalidInputError
 from kinema.world.captions import (
+    ACCEPTED_VERB_PHRASES,
     BACKGROUND_PHRASES,
     CAMERA_VERBS,
     DIRECTION_PHRASES,
@@ -27,12 +29,13 @@ from kinema.world.scene import ALL_SIZES, Action, Clause, Scene, Thing, validate
 COUNTS: Final[dict[str, int]] = {**COUNT_WORDS, "1": 1, "2": 2, "3": 3, "4": 4}
 CONNECTORS: Final[tuple[str, ...]] = ("and", "while", "as", "then")
 _CAMERA_VERBS: Final[tuple[str, ...]] = (*CAMERA_VERBS, "pan", "move")
+_ALL_VERB_PHRASES: Final[list[VerbPhrase]] = [*VERB_PHRASES, *ACCEPTED_VERB_PHRASES]
 
 
 def _vocabulary() -> frozenset[str]:
     words: set[str] = set(COLORS) | set(ALL_SIZES) | set(COUNTS) | set(SHAPE_SYNONYMS) | set(CONNECTORS)
     words |= {"the", "camera", *_CAMERA_VERBS}
-    phrases = [p for v in VERB_PHRASES for p in (v.singular, v.plural)]
+    phrases = [p for v in _ALL_VERB_PHRASES for p in (v.singular, v.plural)]
     phrases += [p for ps in (*DIRECTION_PHRASES.values(), *SPEED_PHRASES.values(), *BACKGROUND_PHRASES.values()) for p in ps]
     for p in phrases:
         words |= {w for w in p.split() if not w.startswith("{")}
@@ -203,7 +206,7 @@ class _Parser:
                 break
             subjects.append(self.parse_np())
         speed = self.parse_speed()
-        m = self.best_vp(VERB_PHRASES)
+        m = self.best_vp(_ALL_VERB_PHRASES)
         if m is None:
             raise self.error("expected what the objects do (e.g. 'moves left', 'falls', 'bounces off the walls')")
         vp, self.pos, slots = m

@@ -6,8 +6,10 @@ fixed sub-steps (at most ``PHYSICS.max_dt``) and is sampled at ``t_i = i / fps``
 and seed give the same motion at any size and frame rate (up to sub-step rounding).
 
 Layout (positions, exact speeds, event times) is drawn from the seed and re-drawn until the clip
-is clean: non-colliding objects keep apart, only the objects that pass behind the wall go near it,
-every object starts fully in frame and each caption's promised event happens inside the clip.
+is clean (``clean.clip_problems``): non-colliding objects keep apart, only the objects that pass
+behind the wall go near it, every object starts fully in frame, each caption's promised event
+happens inside the clip and nothing breaks before it was seen whole. When no draw is clean the
+best one is kept and ``ClipSpec.problems`` says what is wrong with it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kinema.errors import InvalidInputError
+from kinema.world.clean import clip_problems, is_clean  # noqa: F401  (is_clean re-exported)
 from kinema.world.geometry import box_size, sample_grid, sample_mask, shape_area, shape_extent
 from kinema.world.scene import Action, Scene, Thing, validate_scene
 from kinema.world.spec import ClipSpec, Event, ObjectFrame, ObjectTrack, Rect
@@ -186,10 +189,11 @@ def _place(b: _Body, lay: _Layout, rng: np.random.Generator, fps: float, num_fra
         b.gravity = True
         sign = 1.0 if a.direction == "right" else -1.0
         span = xhi - xlo
-        b.x = xlo + float(rng.uniform(0.0, 0.15)) * span
+        start = float(rng.uniform(0.0, 0.35))  # of the span: room for a group thrown side by side
+        b.x = xlo + start * span
         b.x = b.x if sign > 0 else xlo + xhi - b.x
         b.y = yhi - float(rng.uniform(0.0, 0.2))
-        b.vx = sign * float(rng.uniform(0.55, 0.75)) * span / T
+        b.vx = sign * float(rng.uniform(0.5, max(0.5, min(0.75, 0.95 - start)))) * span / T  # lands in view
         b.vy = -float(rng.uniform(1.1, 1.4))
     elif m == "pass_behind":
         assert lay.occluder is not None
@@ -339,6 +343,55 @@ def _start_gap(a: _Body, b: _Body) -> float:
     return d - ((a.r + b.r) * 1.3 + 0.03)
 
 
+def _ballistic(y0: float, v0: float, ts: np.ndarray, y_floor: float, stop: bool) -> np.ndarray:
+    """Heights (t,) of a body under gravity bouncing on a floor at ``y_floor`` (rests when slow; ``stop``: at once)."""
+    g, e = PHYSICS.gravity, PHYSICS.floor_restitution
+    y = np.full(ts.shape, y_floor)
+    done = np.zeros(ts.shape, dtype=bool)
+    t0, yy, v = 0.0, y0, v0
+    for _ in range(16):  # a few floor bounces at most inside a clip
+        s = (-v + math.sqrt(max(v * v + 2 * g * (y_floor - yy), 0.0))) / g  # time to the next floor contact
+        seg = ~done & (ts <= t0 + s)
+        dt = ts[seg] - t0
+        y[seg] = yy + v * dt + 0.5 * g * dt * dt
+        done |= seg
+        t0, v_hit = t0 + s, v + g * s
+        if stop or e * v_hit < PHYSICS.rest_speed or done.all():
+            break
+        yy, v = y_floor, -e * v_hit
+    return y
+
+
+def _fold(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Positions (t,) of a point moving freely in [lo, hi] with elastic ends (reflections)."""
+    span = hi - lo
+    if span <= 0:
+        return np.full(u.shape, lo)
+    m = np.mod(u - lo, 2 * span)
+    return lo + np.where(m < span, m, 2 * span - m)
+
+
+def _free_path(b: _Body, lay: _Layout, ts: np.ndarray) -> np.ndarray:
+    """Approximate centre path (t, 2) of a body on its own: walls, gravity and floor, no other bodies."""
+    left, right, top, bottom = b.extent()
+    x = b.x + b.vx * ts  # (t,)
+    if b.gravity:
+        floor = (lay.floor if lay.floor is not None else math.inf) - bottom
+        y = _ballistic(b.y, b.vy, ts, floor, stop=b.breaks)
+    else:
+        y = b.y + b.vy * ts
+    if lay.walls is not None and b.action.motion == "bounce":
+        x0, y0, x1, y1 = lay.walls
+        x, y = _fold(x, x0 + left, x1 - right), _fold(y, y0 + top, y1 - bottom)
+    return np.stack([x, y], axis=-1)  # (t, 2)
+
+
+def _path_gap(a: _Body, b: _Body, lay: _Layout, ts: np.ndarray) -> float:
+    """Smallest clearance over the clip between two bodies' free paths (< 0: they would come too close)."""
+    d = np.linalg.norm(_free_path(a, lay, ts) - _free_path(b, lay, ts), axis=-1)  # (t,)
+    return float(d.min()) - ((a.r + b.r) * 1.25 + 0.03)
+
+
 def _bodies(scene: Scene) -> list[_Body]:
     out: list[_Body] = []
     for thing, action in scene.things():
@@ -360,11 +413,12 @@ def _run(scene: Scene, W: float, H: float, fps: float, num_frames: int, rng: np.
     bodies = _bodies(scene)
     lay = _make_layout(scene, W, H, T, bodies, rng)
     placed: list[_Body] = []
-    for b in bodies:  # keep each start away from the ones placed before it (best of a few draws)
+    ts = np.arange(num_frames) / fps  # (f,) frame times
+    for b in bodies:  # keep each path away from the ones placed before it (best of a few draws)
         best: tuple[float, tuple[float, float, float, float]] | None = None
         for _ in range(30):
             _place(b, lay, rng, fps, num_frames)
-            gap = min((_start_gap(b, o) for o in placed), default=1.0)
+            gap = min((min(_start_gap(b, o), _path_gap(b, o, lay, ts)) for o in placed), default=1.0)
             if best is None or gap > best[0]:
                 best = (gap, (b.x, b.y, b.vx, b.vy))
             if gap > 0:
@@ -390,42 +444,16 @@ def _run(scene: Scene, W: float, H: float, fps: float, num_frames: int, rng: np.
     return _Run(bodies, lay, states, events)
 
 
-def _problems(run: _Run, spec: ClipSpec) -> int:
-    """How far a run is from a clean clip (0 = clean)."""
-    bad = 0
-    unit = spec.unit
-    centers = np.array([[o.frames[i].center for o in spec.objects] for i in range(spec.num_frames)])  # (f, n, 2)
-    for o, b in zip(spec.objects, run.bodies):
-        if o.frames[0].visible < 0.99:
-            bad += 1
-        kinds = {e.kind for e in spec.events if b.id in e.objects}
-        m = b.action.motion
-        need = {"bounce": "wall_bounce", "collide": "collision", "fall": "floor_bounce", "pass_behind": "occlusion_end"}
-        want = "break" if b.action.event == "break" else need.get(m)
-        if want and want not in kinds:
-            bad += 1
-        if spec.occluder is not None and m != "pass_behind":
-            oc = spec.occluder
-            ext = max(b.extent()) * unit
-            xs = centers[:, b.id, 0] + spec.camera_pan * np.arange(spec.num_frames)
-            ys = centers[:, b.id, 1]
-            if np.any((xs + ext > oc.x0) & (xs - ext < oc.x1) & (ys + ext > oc.y0) & (ys - ext < oc.y1)):
-                bad += 1
-    for a in run.bodies:
-        for b in run.bodies:
-            if b.id <= a.id or a.partner == b.id:
-                continue
-            d = np.linalg.norm(centers[:, a.id] - centers[:, b.id], axis=-1)  # (f,)
-            if np.any(d < ((a.r + b.r) * 1.2 + 0.02) * unit):
-                bad += 1
-    return bad
-
-
 def simulate(
     scene: Scene, width: int = 64, height: int = 64, fps: float = 16.0, num_frames: int = 33,
     seed: int = 0, caption: str = "",
 ) -> ClipSpec:
-    """Simulate ``scene`` and return its ground truth at this render size and frame rate."""
+    """Simulate ``scene`` and return its ground truth at this render size and frame rate.
+
+    Layouts are drawn from ``seed`` until one is clean (``clip_problems``), at most
+    ``PHYSICS.layout_attempts`` times; otherwise the draw with the fewest problems is returned and
+    ``spec.problems`` names them (best effort: the split samplers re-draw the scene instead).
+    """
     validate_scene(scene)
     if width < 16 or height < 16 or num_frames < 1 or fps <= 0:
         raise InvalidInputError(
@@ -434,17 +462,17 @@ def simulate(
     unit = float(min(width, height))
     W, H = width / unit, height / unit
     rng = np.random.default_rng(seed)
-    best: tuple[int, ClipSpec] | None = None
+    best: ClipSpec | None = None
     for _ in range(PHYSICS.layout_attempts):
         run = _run(scene, W, H, fps, num_frames, rng)
         spec = _to_spec(run, scene, width, height, fps, num_frames, seed, caption)
-        bad = _problems(run, spec)
-        if best is None or bad < best[0]:
-            best = (bad, spec)
-        if bad == 0:
+        spec.problems = clip_problems(spec)
+        if best is None or len(spec.problems) < len(best.problems):
+            best = spec
+        if not spec.problems:
             break
     assert best is not None
-    return best[1]
+    return best
 
 
 def _to_spec(run: _Run, scene: Scene, width: int, height: int, fps: float, num_frames: int,

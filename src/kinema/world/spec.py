@@ -100,6 +100,9 @@ class ClipSpec:
     walls: Rect | None = None  # inner edge of the walls objects bounce off; walls fill the frame outside it
     floor_marks: list[Rect] = field(default_factory=list)  # marks drawn on the floor (they show a pan)
     unit: float = 0.0  # pixels per world unit (min(width, height)); 0 when unknown
+    # Why the video may not show what the caption says (kinema.world.clean.clip_problems); [] = clean.
+    # Clips of the dataset splits are always clean; make_clip for a user's caption is best effort.
+    problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,8 +9,9 @@
 - ``ood``: at least one value outside the train ranges: 4 objects, "very quickly" (0.9 units/s vs
   at most 0.38 * 1.1 in train), "tiny" (radius 0.045) or "huge" (0.18) objects.
 
-``example_rng(split, seed, index)`` seeds one example, so dataset writers and streams agree on what
-example ``index`` of a split is, whatever the number of workers.
+``example_rng(split, seed, index, attempt)`` seeds one example, so dataset writers and streams agree
+on what example ``index`` of a split is, whatever the number of workers. ``attempt`` > 0 re-draws
+the example's scene when the first draw gave no clean clip (``kinema.world.sample_spec``).
 """
 
 from __future__ import annotations
@@ -91,11 +92,18 @@ def heldout_matches(scene: Scene) -> list[str]:
     return [r.name for r in HELDOUT_RULES if any(r.matches(t, a) for t, a in scene.things())]
 
 
-def example_rng(split: str, seed: int, index: int) -> np.random.Generator:
-    """The generator of example ``index`` of ``split`` under base ``seed``."""
+def example_rng(split: str, seed: int, index: int, attempt: int = 0) -> np.random.Generator:
+    """The generator of example ``index`` of ``split`` under base ``seed``.
+
+    ``attempt`` k > 0 is the k-th re-draw of the example's scene, used when draw k - 1 gave no
+    clean clip (``kinema.world.sample_spec``); attempt 0 is the example's first draw.
+    """
     if split not in _SPLIT_IDS:
         raise InvalidInputError(f"split {split!r} not in {SPLITS}")
-    return np.random.default_rng([_SPLIT_IDS[split], seed, index])
+    if attempt < 0:
+        raise InvalidInputError(f"attempt must be >= 0, got {attempt}")
+    key = [_SPLIT_IDS[split], seed, index] + ([attempt] if attempt else [])
+    return np.random.default_rng(key)
 
 
 def _choice(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
