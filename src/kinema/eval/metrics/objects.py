@@ -46,7 +46,7 @@ def _hidden_in_gap(ctx: Context, tr: Track, t: int) -> bool:
     return _behind_object(ctx, t, (float(c[0]), float(c[1])), reach, tr)
 
 
-def count_accuracy(ctx: Context, th: Thresholds) -> MetricResult:
+def count_accuracy(ctx: Context, th: Thresholds) -> MetricResult | None:
     """Share of frames whose number of visible objects is what the caption / rollout says."""
     res, exp = ctx.result, ctx.exp
     tracks = res.long_tracks(th.min_track_frames)
@@ -81,7 +81,9 @@ def count_accuracy(ctx: Context, th: Thresholds) -> MetricResult:
             n_ok += 1
         else:
             wrong.append(t)
-    value = n_ok / max(n_used, 1)
+    if n_used == 0:
+        return None  # every frame ambiguous (e.g. two objects behind the wall): nothing to check
+    value = n_ok / n_used
     return MetricResult("count", value, value >= th.count_frames, th.count_frames,
                         f"{len(wrong)} of {n_used} frames wrong" + (f", first {wrong[:5]}" if wrong else ""))
 
