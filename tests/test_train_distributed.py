@@ -42,7 +42,8 @@ def test_torchrun_fsdp_two_processes(tmp_path: Path, manifest: Path) -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
     ckpt = run / "checkpoints" / "step_00000004"
-    assert sorted(p.name for p in ckpt.glob("rng_rank*.pt")) == ["rng_rank0.pt", "rng_rank1.pt"]
+    assert sorted(p.name for p in ckpt.glob("rng_rank*")) == ["rng_rank0.json", "rng_rank0.safetensors", "rng_rank1.json", "rng_rank1.safetensors"]
+    assert not list(ckpt.glob("*.pt"))
     weights = load_file(str(run / "final" / "dit" / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert json.loads((ckpt / "trainer.json").read_text())["world_size"] == 2
@@ -65,3 +66,7 @@ def test_torchrun_ddp_equals_fsdp_and_fsdp_resume_is_exact(tmp_path: Path, manif
 def test_torchrun_vae(tmp_path: Path, manifest: Path, parallel: str) -> None:
     torchrun(manifest, tmp_path / "vae", parallel, model="vae")
     assert (tmp_path / "vae" / "final" / "vae" / "model.safetensors").is_file()
+    if parallel == "fsdp":  # gradient checkpointing inside the FSDP units (levels) trains the same weights
+        torchrun(manifest, tmp_path / "ckpt", parallel, "--model.gradient_checkpointing=true", model="vae")
+        a, b = (load_file(str(tmp_path / k / "checkpoints" / "step_00000004" / "model.safetensors")) for k in ("vae", "ckpt"))
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

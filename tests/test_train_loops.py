@@ -16,6 +16,7 @@ from kinema.data import Bucket, write_synthetic_dataset
 from kinema.dit import DiT, DiTConfig
 from kinema.text.encoder import TextEncoder
 from kinema.train.checkpointing import list_checkpoints
+from kinema.train.statefiles import load_json_state, load_state
 from kinema.train.cli import main
 from kinema.train.config import DIT_TRAIN_PRESETS, VAE_TRAIN_PRESETS, CheckpointConfig, DataConfig, MaskConfig, OptimConfig, ScheduleConfig
 from kinema.train.dit_trainer import Conditioning, LatentSource, flow_matching_loss, train_dit
@@ -101,10 +102,29 @@ def test_resume_is_bit_identical(tmp_path: Path, manifest: Path, kind: str) -> N
     second = train(cfg, str(manifest), tmp_path / "b", resume="latest")
     assert second.step == 6 and straight.losses == first.losses + second.losses
     a, b = tmp_path / "a" / "checkpoints" / "step_00000006", tmp_path / "b" / "checkpoints" / "step_00000006"
-    assert _same_files(a, b, "model.safetensors") and _same_files(a, b, "ema.safetensors")
-    oa, ob = torch.load(a / "optimizer.pt"), torch.load(b / "optimizer.pt")
-    assert all(torch.equal(oa["state"][k]["exp_avg_sq"], ob["state"][k]["exp_avg_sq"]) for k in oa["state"])
-    assert torch.load(a / "trainer.pt")["position"] == torch.load(b / "trainer.pt")["position"] == 12  # 6 steps x 2 micro-batches
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "rng_rank0.safetensors"):
+        assert _same_files(a, b, name), name
+    assert (a / "rng_rank0.json").read_text() == (b / "rng_rank0.json").read_text()
+    oa, ob = load_state(a, "optimizer"), load_state(b, "optimizer")
+    assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
+    assert all(torch.equal(oa["state"][k][m], ob["state"][k][m]) for k in oa["state"] for m in ("exp_avg", "exp_avg_sq", "step"))
+    assert load_json_state(a / "trainer.json")["position"] == load_json_state(b / "trainer.json")["position"] == 12  # 6 steps x 2 micro-batches
+    assert_no_pickles(a)
+    assert_no_pickles(b)
+
+
+def assert_no_pickles(checkpoint: Path) -> None:
+    """Every file of a checkpoint is JSON or safetensors (no pickle anywhere)."""
+    files = sorted(p for p in checkpoint.iterdir())
+    assert files and all(p.is_file() for p in files)
+    for path in files:
+        head = path.read_bytes()[:2]
+        assert not head.startswith(b"\x80") and not head.startswith(b"PK"), f"{path.name} looks like a pickle / torch.save zip"
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        else:
+            assert path.suffix == ".safetensors", path.name
+            load_file(str(path))
 
 
 def test_cli_cache_then_train_from_caches(tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,3 +119,23 @@ def test_checkpoints_are_atomic_keep_last_n_and_restore_exactly(tmp_path: Path) 
     assert torch.equal(opt2.state[model2.weight]["exp_avg"], opt.state[model.weight]["exp_avg"])
     assert torch.equal(torch.randn(3, generator=gen2), expected_noise)
     assert set(load_file(str(latest / "model.safetensors"))) == {"weight", "bias"}
+
+
+def test_state_files_round_trip_without_pickles(tmp_path: Path) -> None:
+    from kinema.train.statefiles import load_state, save_state, split_tensors
+
+    tree = {"state": {"blocks.0.w": {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}},
+            "param_groups": [{"betas": (0.9, 0.99), "lr": 1e-3 / 3, "fused": None, "params": ["blocks.0.w"]}],
+            "rng": [torch.get_rng_state(), [1, 2, 3]], "flag": True, "n": 7}
+    save_state(tree, tmp_path, "opt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["opt.json", "opt.safetensors"]
+    back = load_state(tmp_path, "opt")
+    assert set(load_file(str(tmp_path / "opt.safetensors"))) == {"state.blocks.0.w.step", "state.blocks.0.w.exp_avg", "rng.0"}
+    assert back["param_groups"] == tree["param_groups"] and isinstance(back["param_groups"][0]["betas"], tuple)
+    assert torch.equal(back["rng"][0], tree["rng"][0]) and back["rng"][0].dtype == torch.uint8
+    assert torch.equal(back["state"]["blocks.0.w"]["exp_avg"], tree["state"]["blocks.0.w"]["exp_avg"])
+    assert back["flag"] is True and back["n"] == 7 and back["rng"][1] == [1, 2, 3]
+    with pytest.raises(InvalidInputError, match="occurs twice"):
+        split_tensors({"a.b": torch.zeros(1), "a": {"b": torch.zeros(1)}})
+    with pytest.raises(InvalidInputError, match="set"):
+        split_tensors({"x": {1, 2}})

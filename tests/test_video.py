@@ -79,3 +79,15 @@ def test_failed_write_keeps_existing_file(tmp_path):
         Video(np.zeros((3, 15, 16, 3), np.uint8), fps=8).save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep.mp4"]
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = _moving_square().save(tmp_path / "mode.mp4")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

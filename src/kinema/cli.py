@@ -88,7 +88,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     video = pipe.generate(
         args.prompt, negative_prompt=args.negative, seconds=seconds, frames=args.frames, fps=args.fps,
         width=width, height=height, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed,
-        callback=lambda info: bar.update(1), image=args.image, video=args.video, end_video=args.end_video,
+        callback=lambda info: _advance(bar, info), image=args.image, video=args.video, end_video=args.end_video,
         mode=args.mode, strength=args.strength, context=args.context,
     )
     bar.close()
@@ -96,6 +96,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {path} ({video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps) in {time.perf_counter() - t0:.1f}s")
     return 0
+
+
+def _advance(bar, info) -> None:  # type: ignore[no-untyped-def]
+    """One sampler step on the progress bar; each sampling pass (extend windows, loops) restarts it."""
+    if info.step == 0:
+        bar.reset(total=info.total)
+    bar.update(1)
 
 
 class KinemaErrorForCli(KinemaError):

@@ -101,6 +101,7 @@ class Video:
                 _write_av(self, tmp, "webm", "libvpx-vp9", "yuv420p", {"crf": str(crf + 12), "b": "0", "deadline": "realtime", "cpu-used": "8"})
             else:
                 _write_gif(self, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
             os.replace(tmp, path)
         except Exception as e:
             tmp.unlink(missing_ok=True)
@@ -108,6 +109,12 @@ class Video:
                 raise
             raise VideoIOError(f"could not write '{path}': {e}") from e
         return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _even_size(video: Video, codec: str) -> None:

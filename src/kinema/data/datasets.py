@@ -216,6 +216,9 @@ def batch_stream(
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=2 if num_workers > 0 else None,
+        # The loader draws its workers' base seed from this generator, not from the global RNG, so
+        # opening a stream (again, on resume) leaves the global RNG alone; items seed themselves.
+        generator=torch.Generator().manual_seed(start),
     )
     position = start
     for batch in loader:

@@ -1,9 +1,10 @@
-"""Training at scale: VAE and DiT loops, EMA, warmup-cosine AdamW, DDP/FSDP, atomic checkpoints."""
+"""Training at scale: VAE, DiT and refiner loops, EMA, warmup-cosine AdamW, DDP/FSDP, atomic checkpoints."""
 
 from __future__ import annotations
 
 from kinema.train.config import (
     DIT_TRAIN_PRESETS,
+    REFINER_TRAIN_PRESETS,
     VAE_TRAIN_PRESETS,
     CheckpointConfig,
     DataConfig,
@@ -13,6 +14,7 @@ from kinema.train.config import (
     MaskConfig,
     OptimConfig,
     ParallelConfig,
+    RefinerTrainConfig,
     RuntimeConfig,
     ScheduleConfig,
     VAELossConfig,
@@ -22,6 +24,7 @@ from kinema.train.config import (
 
 __all__ = [
     "DIT_TRAIN_PRESETS",
+    "REFINER_TRAIN_PRESETS",
     "VAE_TRAIN_PRESETS",
     "CheckpointConfig",
     "DataConfig",
@@ -31,6 +34,7 @@ __all__ = [
     "MaskConfig",
     "OptimConfig",
     "ParallelConfig",
+    "RefinerTrainConfig",
     "RuntimeConfig",
     "ScheduleConfig",
     "VAELossConfig",

@@ -4,10 +4,14 @@ Layout of ``RUN/checkpoints/step_00000600/``::
 
     model.safetensors      full (unsharded) float32 weights, names without DDP's "module."
     ema.safetensors        full EMA weights (absent when EMA is off)
-    optimizer.pt           full optimizer state keyed by parameter name (torch.save, weights only)
-    trainer.pt             step, data position, scheduler state, anything the trainer adds
-    rng_rank{r}.pt         per-rank RNG states: python, numpy, torch CPU/CUDA, the trainer's generator
-    trainer.json           human-readable summary
+    optimizer.safetensors  full optimizer state tensors keyed ``state.{parameter name}.{exp_avg|exp_avg_sq|step}``
+    optimizer.json         param_groups (hyper-parameters, parameter names) and the non-tensor state
+    trainer.json           step, data position, scheduler state, anything the trainer adds, world_size
+    rng_rank{r}.safetensors  per-rank torch CPU/CUDA and generator states (uint8 tensors)
+    rng_rank{r}.json       per-rank python and numpy RNG states, per-rank counters
+
+No pickles: every file is JSON or safetensors (:mod:`kinema.train.statefiles` splits nested state
+into the two and joins it back exactly).
 
 Writing is atomic: every rank writes into ``.tmp-step_...``, then rank 0 renames it to its final
 name (``os.replace``) and deletes the oldest checkpoints beyond ``keep_last``; a crash mid-write
@@ -17,7 +21,6 @@ under FSDP, so :func:`save_checkpoint` and :func:`load_checkpoint` must be calle
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -40,6 +43,7 @@ from torch.distributed.checkpoint.state_dict import (
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.train.distributed import DistInfo, barrier
 from kinema.train.optim import EMA
+from kinema.train.statefiles import load_json_state, load_state, save_json_state, save_state
 
 CHECKPOINT_DIR = "checkpoints"
 _STEP_RE = re.compile(r"^step_(\d{8})$")
@@ -47,12 +51,12 @@ _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
-    """Every RNG a training step may touch, as tensors/lists (loadable with ``weights_only=True``)."""
+    """Every RNG a training step may touch: python and numpy as lists/numbers (JSON), torch as uint8 tensors."""
     np_state = np.random.get_state(legacy=False)
     version, internal, gauss = random.getstate()
     return {
         "python": [version, list(internal), gauss],
-        "numpy": {"key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)), "pos": int(np_state["state"]["pos"]),
+        "numpy": {"key": [int(k) for k in np_state["state"]["key"]], "pos": int(np_state["state"]["pos"]),
                   "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -64,7 +68,7 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> N
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": np.asarray(n["key"], dtype=np.uint32), "pos": n["pos"]},
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
@@ -100,8 +104,8 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``step`` atomically (collective: call on every rank); returns its folder.
 
-    ``trainer_state`` (rank 0's) goes to ``trainer.pt``; ``rank_state`` (RNG states, per-rank
-    counters) to ``rng_rank{r}.pt``.
+    ``trainer_state`` (rank 0's; JSON-able values only) goes to ``trainer.json``; ``rank_state``
+    (RNG states, per-rank counters) to ``rng_rank{r}.json`` + ``rng_rank{r}.safetensors``.
     """
     if keep_last < 1:
         raise InvalidInputError(f"checkpoint.keep_last={keep_last} invalid; allowed: >= 1")
@@ -117,15 +121,13 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     barrier(info)
-    torch.save(rank_state, tmp / f"rng_rank{info.rank}.pt")
+    save_state(rank_state, tmp, f"rng_rank{info.rank}")
     if info.is_main:
         save_file({k: v.contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
         if ema_state is not None:
             save_file({k: v.contiguous() for k, v in ema_state.items()}, str(tmp / "ema.safetensors"))
-        torch.save(optim_state, tmp / "optimizer.pt")
-        torch.save(trainer_state, tmp / "trainer.pt")
-        summary = {k: v for k, v in trainer_state.items() if isinstance(v, (int, float, str, bool))}
-        (tmp / "trainer.json").write_text(json.dumps({**summary, "world_size": info.world_size}, indent=2) + "\n")
+        save_state(optim_state, tmp, "optimizer")
+        save_json_state({**trainer_state, "world_size": info.world_size}, tmp / "trainer.json")
     barrier(info)
     if info.is_main:
         if final.exists():
@@ -153,21 +155,26 @@ def load_checkpoint(
     folder = Path(folder)
     if not (folder / "model.safetensors").is_file():
         raise ModelLoadError(f"'{folder}' is not a training checkpoint (no model.safetensors)")
-    rng_file = folder / f"rng_rank{info.rank}.pt"
+    rng_file = folder / f"rng_rank{info.rank}.json"
     if not rng_file.is_file():
         raise ModelLoadError(f"checkpoint '{folder}' has no {rng_file.name}: it was written by a run with fewer ranks than {info.world_size}")
-    if (folder / f"rng_rank{info.world_size}.pt").is_file():
+    if (folder / f"rng_rank{info.world_size}.json").is_file():
         raise ModelLoadError(f"checkpoint '{folder}' was written by a run with more ranks than {info.world_size}")
     opts = StateDictOptions(full_state_dict=True, strict=True)
     set_model_state_dict(model, load_file(str(folder / "model.safetensors")), options=opts)
-    set_optimizer_state_dict(model, optimizer, torch.load(folder / "optimizer.pt", weights_only=True), options=opts)
+    optim_state = load_state(folder, "optimizer")
+    set_optimizer_state_dict(model, optimizer, optim_state, options=opts)
+    for group, saved in zip(optimizer.param_groups, optim_state["param_groups"]):  # torch's loader turns tuples
+        group.update({k: v for k, v in saved.items() if isinstance(v, tuple)})  # (betas) into lists; keep the type
     if ema is not None:
         ema_file = folder / "ema.safetensors"
         if not ema_file.is_file():
             raise ModelLoadError(f"checkpoint '{folder}' has no ema.safetensors but the config enables EMA")
         ema.load_full_state(load_file(str(ema_file)))
-    trainer_state = torch.load(folder / "trainer.pt", weights_only=True)
-    rank_state = torch.load(rng_file, weights_only=True)
+    trainer_state = load_json_state(folder / "trainer.json")
+    if trainer_state["world_size"] != info.world_size:
+        raise ModelLoadError(f"checkpoint '{folder}' was written by {trainer_state['world_size']} ranks; this run has {info.world_size}")
+    rank_state = load_state(folder, f"rng_rank{info.rank}")
     barrier(info)
     return trainer_state, rank_state
 

@@ -1,7 +1,8 @@
-"""``kinema train vae|dit`` and ``kinema cache text|latents``.
+"""``kinema train vae|dit|refiner`` and ``kinema cache text|latents``.
 
     kinema train vae --config configs/vae_tiny.yaml --data data/manifest.csv --out runs/vae-tiny
     kinema train dit --config configs/dit_tiny.yaml --data world:train --out runs/dit --optim.lr=1e-4
+    kinema train refiner --config configs/refiner_world.yaml --data world:train --out runs/refiner-world
     torchrun --nproc_per_node 2 -m kinema train dit ... --parallel fsdp
     kinema cache text --config configs/dit_tiny.yaml --data data/manifest.csv --out caches/tiny
     kinema cache latents --config configs/dit_tiny.yaml --data data/manifest.csv --out caches/tiny
@@ -62,10 +63,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``train`` and ``cache`` on the ``kinema`` command's sub-parsers."""
-    train = subparsers.add_parser("train", help="train the VAE or the DiT")
+    train = subparsers.add_parser("train", help="train the VAE, the DiT or the refiner")
     train_sub = train.add_subparsers(dest="model", required=True)
-    for name in ("vae", "dit"):
-        p = train_sub.add_parser(name, help=f"train the {name.upper()}  [--key.sub=value ...]")
+    helps = {"vae": "train the VAE", "dit": "train the DiT", "refiner": "train the 2x refiner DiT (buckets = high-res sizes)"}
+    for name, text in helps.items():
+        p = train_sub.add_parser(name, help=f"{text}  [--key.sub=value ...]")
         _common(p)
         p.add_argument("--resume", nargs="?", const="latest", default=None,
                        help="continue from the newest checkpoint in --out (or from the given checkpoint folder)")
@@ -73,6 +75,8 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--parallel", choices=["none", "ddp", "fsdp"], default=None, help="shortcut for --parallel.mode")
         if name == "dit":
             p.add_argument("--cache", type=Path, default=None, help="folder with text/ and/or latents/ caches")
+        if name == "refiner":
+            p.add_argument("--cache", type=Path, default=None, help="folder with a text/ cache (the refiner needs pixels, not latents)")
         p.set_defaults(func=run, command="train")
         _accept_overrides(p)
     cache = subparsers.add_parser("cache", help="precompute text embeddings or VAE latents for DiT training")
@@ -95,7 +99,7 @@ def _load(cls: type, presets: dict[str, Any], args: argparse.Namespace) -> Any:
         cache = Path(args.cache)
         if (cache / "text" / "index.json").is_file():
             overrides.append(f"--data.text_cache={cache / 'text'}")
-        if (cache / "latents" / "index.json").is_file():
+        if (cache / "latents" / "index.json").is_file() and getattr(args, "model", None) != "refiner":
             overrides.append(f"--data.latent_cache={cache / 'latents'}")
         if not any(o.startswith("--data.") and "_cache=" in o for o in overrides):
             raise InvalidInputError(f"--cache {cache}: holds neither text/index.json nor latents/index.json")
@@ -104,12 +108,24 @@ def _load(cls: type, presets: dict[str, Any], args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``kinema train ...`` and ``kinema cache ...``; returns the exit status."""
-    from kinema.train.config import DIT_TRAIN_PRESETS, VAE_TRAIN_PRESETS, DiTTrainConfig, VAETrainConfig
+    from kinema.train.config import (
+        DIT_TRAIN_PRESETS,
+        REFINER_TRAIN_PRESETS,
+        VAE_TRAIN_PRESETS,
+        DiTTrainConfig,
+        RefinerTrainConfig,
+        VAETrainConfig,
+    )
 
     if args.command == "train" and args.model == "vae":
         from kinema.train.vae_trainer import train_vae
 
         result = train_vae(_load(VAETrainConfig, VAE_TRAIN_PRESETS, args), args.data, args.out, resume=args.resume, stop_after=args.stop_after)
+    elif args.command == "train" and args.model == "refiner":
+        from kinema.train.refiner_trainer import train_refiner
+
+        result = train_refiner(_load(RefinerTrainConfig, REFINER_TRAIN_PRESETS, args), args.data, args.out,
+                               resume=args.resume, stop_after=args.stop_after)
     elif args.command == "train":
         from kinema.train.dit_trainer import train_dit
 

@@ -184,8 +184,8 @@ def measure_flops(run: Callable[[], torch.Tensor]) -> float:
     inside the real step would change kernel dispatch and break bit-exact resumes). Returns 0.0
     when some op cannot run on meta.
     """
-    try:
-        with torch.device("meta"), FlopCounterMode(display=False) as counter:
+    try:  # fork_rng: building the probe model must not advance the global RNG (resumed runs skip no probe)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), FlopCounterMode(display=False) as counter:
             run().backward()
         return float(counter.get_total_flops())
     except (RuntimeError, NotImplementedError, TypeError) as e:

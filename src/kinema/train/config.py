@@ -13,6 +13,7 @@ from typing import Literal
 from kinema.data.buckets import Bucket
 from kinema.dit.config import DIT_PRESETS, DiTConfig
 from kinema.errors import InvalidInputError
+from kinema.refine import RefinerConfig
 from kinema.text.config import TextEncoderConfig
 from kinema.vae.config import VAE_PRESETS, VAEConfig
 
@@ -174,6 +175,31 @@ class DiTTrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
+@dataclass
+class RefinerTrainConfig:
+    """The refiner DiT (:mod:`kinema.refine`): the DiT objective, conditioned on a guide of the
+    low-resolution clip with every latent frame given, loss on every frame.
+
+    ``data.buckets`` are the *high-resolution* (target) sizes; the low-resolution input of each clip
+    is its exact ``refiner.scale_factor`` area average, so a source renders/decodes one size only.
+    """
+
+    model: DiTConfig = field(default_factory=lambda: replace(DIT_PRESETS["tiny"], in_channels=VAE_PRESETS["tiny"].latent_channels))
+    vae: VAESourceConfig = field(default_factory=VAESourceConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    flow: FlowTrainConfig = field(default_factory=FlowTrainConfig)
+    caption_dropout: float = 0.1
+    sample_posterior: bool = True  # target x0 = a VAE posterior sample (True) or its mean; the guide is always the mean
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
 _TINY_BUCKETS = [Bucket(frames=5, height=16, width=16, batch_size=2), Bucket(frames=1, height=16, width=16, batch_size=4)]
 _WORLD_BUCKETS = [Bucket(frames=33, height=64, width=64, batch_size=8)]
 
@@ -221,6 +247,32 @@ DIT_TRAIN_PRESETS: dict[str, DiTTrainConfig] = {
         optim=OptimConfig(lr=3e-4, weight_decay=0.0),
         ema=EMAConfig(decay=0.9995),
         data=DataConfig(buckets=[Bucket(frames=33, height=64, width=64, batch_size=32)]),
+        checkpoint=CheckpointConfig(every=2000, keep_last=3),
+    ),
+}
+
+REFINER_TRAIN_PRESETS: dict[str, RefinerTrainConfig] = {
+    # Unit tests and smoke runs: 16x16 -> 32x32 with the tiny VAE (latents 4 x f' x 8 x 8).
+    "tiny": RefinerTrainConfig(
+        model=replace(DIT_PRESETS["tiny"], in_channels=VAE_PRESETS["tiny"].latent_channels),
+        vae=VAESourceConfig(path=None, preset="tiny"),
+        text=TextEncoderConfig(max_length=16),
+        schedule=ScheduleConfig(total_steps=20, warmup_steps=2),
+        optim=OptimConfig(lr=1e-3),
+        ema=EMAConfig(decay=0.9),
+        data=DataConfig(buckets=[Bucket(frames=5, height=32, width=32, batch_size=2), Bucket(frames=1, height=32, width=32, batch_size=4)]),
+        checkpoint=CheckpointConfig(every=10, keep_last=2),
+        runtime=RuntimeConfig(log_every=5, progress=False),
+    ),
+    # The default model's refiner: Kinema World 64x64 -> 128x128 (latents 16 x 9 x 16 x 16, 576 tokens at patch 1x2x2).
+    "world": RefinerTrainConfig(
+        model=replace(DIT_PRESETS["small"], in_channels=VAE_PRESETS["small"].latent_channels),
+        vae=VAESourceConfig(path="runs/vae-world/final/vae", preset="small"),
+        text=TextEncoderConfig(max_length=32),
+        schedule=ScheduleConfig(total_steps=30_000, warmup_steps=1000),
+        optim=OptimConfig(lr=3e-4, weight_decay=0.0),
+        ema=EMAConfig(decay=0.9995),
+        data=DataConfig(buckets=[Bucket(frames=33, height=128, width=128, batch_size=8)]),
         checkpoint=CheckpointConfig(every=2000, keep_last=3),
     ),
 }

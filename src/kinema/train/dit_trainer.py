@@ -10,9 +10,9 @@ One optimizer step (``grad_accum`` micro-batches of one bucket each)::
     x_t  = (1 - t) x0 + t eps,  target v = eps - x0
     loss = mean over not-given frames of |DiT(x_t, t, text, cond=x0, m) - v|^2
 
-A refiner (a second DiT conditioned on a 2x-upsampled base output) is the same loop with another
-:class:`ConditioningFn`: it returns the upsampled latents as ``cond_latents`` and a loss weight
-over all frames; it is not included yet (see ``docs/training.md``).
+The refiner (:mod:`kinema.train.refiner_trainer`) is the same loop with another :class:`DiTTask`:
+its :data:`ConditioningFn` returns the guide latents of the 2x area-downsampled clip as
+``cond_latents`` with every frame given, and a loss weight over all frames.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,7 +51,7 @@ from kinema.train.common import (
     prepare_run_dir,
     seed_everything,
 )
-from kinema.train.config import DiTTrainConfig
+from kinema.train.config import DiTTrainConfig, RefinerTrainConfig
 from kinema.train.distributed import (
     DistInfo,
     all_gather_objects,
@@ -67,6 +68,8 @@ from kinema.vae import CausalVAE, VAEConfig
 
 log = logging.getLogger("kinema.train")
 
+DiTLikeConfig = DiTTrainConfig | RefinerTrainConfig  # the sections the shared loop reads are common to both
+
 
 @dataclass
 class Conditioning:
@@ -77,13 +80,14 @@ class Conditioning:
     loss_weight: torch.Tensor  # (b, f), 1 = frame counts in the loss
 
 
-ConditioningFn = Callable[[torch.Tensor, torch.Generator], Conditioning]
+ConditioningFn = Callable[[torch.Tensor, Sample, torch.Generator, torch.Generator], Conditioning]
+"""``(x0 (b, c, f, h, w), batch, generator (x0's device), cpu_generator) -> Conditioning``."""
 
 
 def random_mask_conditioning(cfg: DiTTrainConfig) -> ConditioningFn:
     """Given frames = clean ``x0`` under a random mask (:mod:`kinema.train.masks`); loss on the rest."""
 
-    def condition(x0: torch.Tensor, cpu_gen: torch.Generator) -> Conditioning:
+    def condition(x0: torch.Tensor, batch: Sample, generator: torch.Generator, cpu_gen: torch.Generator) -> Conditioning:
         mask, _ = sample_cond_masks(x0.shape[0], x0.shape[2], cfg.masks, cpu_gen)
         mask = mask.to(x0.device)  # (b, f)
         return Conditioning(cond_latents=x0, cond_mask=mask, loss_weight=1.0 - mask)
@@ -91,7 +95,7 @@ def random_mask_conditioning(cfg: DiTTrainConfig) -> ConditioningFn:
     return condition
 
 
-def sample_time(cfg: DiTTrainConfig, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def sample_time(cfg: DiTLikeConfig, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Flow times ``(n,)`` per ``cfg.flow``."""
     if cfg.flow.sampling == "uniform":
         t = sample_uniform(n, generator=generator, device=device)
@@ -118,7 +122,7 @@ def flow_matching_loss(
 class TextSource:
     """Captions -> padded ``TextEmbedding`` on ``device``, from a text cache or a frozen encoder (memoised)."""
 
-    def __init__(self, cfg: DiTTrainConfig, device: torch.device, cache_dir: str | None) -> None:
+    def __init__(self, cfg: DiTLikeConfig, device: torch.device, cache_dir: str | None) -> None:
         self.device = device
         self.cache = TextEmbeddingCache(cache_dir) if cache_dir else None
         self.encoder = None if self.cache is not None else TextEncoder(cfg.text)
@@ -143,7 +147,7 @@ class TextSource:
 class LatentSource:
     """Batch -> normalised latents ``(b, c, f', h', w')``: posterior sample from a cache or a frozen VAE."""
 
-    def __init__(self, cfg: DiTTrainConfig, device: torch.device, cached: LatentDataset | None, amp: torch.dtype | None) -> None:
+    def __init__(self, cfg: DiTLikeConfig, device: torch.device, cached: LatentDataset | None, amp: torch.dtype | None) -> None:
         self.device, self.amp, self.sample = device, amp, cfg.sample_posterior
         if cached is not None:
             self.vae_config = from_dict(VAEConfig, cached.vae_config)
@@ -190,6 +194,19 @@ class LatentSource:
         return ((z.float() - cfg.shift_factor) * cfg.scaling_factor).contiguous()  # (b, c, f', h', w')
 
 
+@dataclass(frozen=True)
+class DiTTask:
+    """What differs between the DiT trainers (base model, refiner); the loop is shared.
+
+    ``conditioning(cfg, latents, buckets)`` checks the buckets and returns the :data:`ConditioningFn`;
+    ``export(cfg, weights, latents, final_dir)`` writes ``RUN/final`` on rank 0.
+    """
+
+    kind: str  # recorded in every checkpoint; a resume must match it
+    conditioning: Callable[[Any, LatentSource, list[Bucket]], ConditioningFn]  # (cfg: DiTLikeConfig, ...)
+    export: Callable[[Any, dict[str, torch.Tensor], LatentSource, Path], None]
+
+
 def train_dit(
     cfg: DiTTrainConfig,
     data: str,
@@ -202,14 +219,21 @@ def train_dit(
 
     ``resume`` and ``stop_after`` as in :func:`kinema.train.vae_trainer.train_vae`.
     """
+    return run_dit_task(DIT_TASK, cfg, data, out, resume=resume, stop_after=stop_after)
+
+
+def run_dit_task(
+    task: DiTTask, cfg: DiTLikeConfig, data: str, out: str | Path, *, resume: str | Path | None = None, stop_after: int | None = None
+) -> TrainResult:
+    """The shared loop for ``task`` (a :class:`DiTTrainConfig` or a :class:`RefinerTrainConfig`)."""
     info = init_distributed(cfg.parallel.mode, cfg.runtime.device, cfg.parallel.backend)
     try:
-        return _train(cfg, data, Path(out), info, resume, stop_after)
+        return _train(task, cfg, data, Path(out), info, resume, stop_after)
     finally:
         cleanup(info)
 
 
-def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: str | Path | None, stop_after: int | None) -> TrainResult:
+def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistInfo, resume: str | Path | None, stop_after: int | None) -> TrainResult:
     device = info.device
     torch.use_deterministic_algorithms(cfg.runtime.deterministic)
     if not 0.0 <= cfg.caption_dropout <= 1.0:
@@ -246,7 +270,7 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
     ema = EMA(model, cfg.ema) if cfg.ema.enabled else None
     generator = torch.Generator(device).manual_seed(cfg.runtime.seed * 1_000_003 + info.rank)  # noise, t, posterior
     cpu_gen = torch.Generator().manual_seed(cfg.runtime.seed * 1_000_033 + info.rank)  # masks, caption dropout
-    condition = random_mask_conditioning(cfg)
+    condition = task.conditioning(cfg, latents, dataset.buckets)
 
     step, position, skipped = 0, 0, set()
     checkpoint = latest_checkpoint(run_dir) if resume == "latest" else (Path(resume) if resume else None)
@@ -254,6 +278,8 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
         log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
     if checkpoint is not None:
         state, rank_state = load_checkpoint(checkpoint, model=wrapped, optimizer=optimizer, ema=ema, info=info)
+        if state["kind"] != task.kind:
+            raise InvalidInputError(f"checkpoint '{checkpoint}' is a {state['kind']!r} run; this is a {task.kind!r} run")
         scheduler.load_state_dict(state["scheduler"])
         step, position = int(state["step"]), int(state["position"])
         skipped = set(rank_state["skipped"])
@@ -269,8 +295,8 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
     flops_per_bucket = [measure_flops(_flops_probe(cfg, b.batch_size, s, text_len)) for b, s in zip(dataset.buckets, latent_shapes)]
     if info.is_main:
         tokens = [model.num_tokens(*s[1:]) for s in latent_shapes]
-        log.info("DiT: %.2fM params, %d ranks (%s), device %s, %s, buckets %s -> latents %s (%s tokens), %d items",
-                 n_params / 1e6, info.world_size, info.mode, device, amp or "fp32", [str(b) for b in dataset.buckets],
+        log.info("%s: %.2fM params, %d ranks (%s), device %s, %s, buckets %s -> latents %s (%s tokens), %d items",
+                 task.kind, n_params / 1e6, info.world_size, info.mode, device, amp or "fp32", [str(b) for b in dataset.buckets],
                  latent_shapes, tokens, len(dataset))
     stream = batch_stream(dataset, sampler, start=position, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
     losses: list[float] = []
@@ -286,7 +312,7 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
             drop = torch.rand(b, generator=cpu_gen) < cfg.caption_dropout  # classifier-free guidance
             captions = ["" if d else c for c, d in zip(batch["caption"], drop.tolist())]
             text = texts(captions)
-            cond = condition(x0, cpu_gen)
+            cond = condition(x0, batch, generator, cpu_gen)
             t = sample_time(cfg, b, generator, device)
             noise = torch.randn(x0.shape, generator=generator, device=device)
             with gradient_sync(wrapped, micro == cfg.optim.grad_accum - 1):
@@ -317,7 +343,7 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
         if step % cfg.checkpoint.every == 0 or step == end:
             save_checkpoint(
                 run_dir, step, model=wrapped, optimizer=optimizer, ema=ema, info=info, keep_last=cfg.checkpoint.keep_last,
-                trainer_state={"step": step, "position": position, "scheduler": scheduler.state_dict(), "kind": "dit"},
+                trainer_state={"step": step, "position": position, "scheduler": scheduler.state_dict(), "kind": task.kind},
                 rank_state={"rng": rng_state(generator), "cpu_generator": cpu_gen.get_state(), "skipped": sorted(skipped)},
             )
     elapsed = time.perf_counter() - t_start
@@ -330,7 +356,7 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
         weights = export_state(wrapped, ema)  # collective under FSDP
         final_dir = run_dir / "final"
         if info.is_main:
-            _export(cfg, weights, latents, final_dir)
+            task.export(cfg, weights, latents, final_dir)
     if info.is_main and all_skipped:
         log.warning("data: %d bad or missing files skipped in this run: %s", len(all_skipped), all_skipped[:10])
     return TrainResult(run_dir=run_dir, rank=info.rank, step=step, final_dir=final_dir, last_loss=losses[-1] if losses else float("nan"),
@@ -339,11 +365,11 @@ def _train(cfg: DiTTrainConfig, data: str, out: Path, info: DistInfo, resume: st
                        samples_per_second=samples_seen * info.world_size / elapsed if elapsed > 0 else 0.0)
 
 
-def _export(cfg: DiTTrainConfig, weights: dict[str, torch.Tensor], latents: LatentSource, final_dir: Path) -> None:
-    """``final/dit`` (EMA weights), ``final/text/config.json`` and ``final/vae`` (the VAE trained against)."""
+def export_dit(cfg: DiTLikeConfig, weights: dict[str, torch.Tensor], latents: LatentSource, final_dir: Path, name: str = "dit") -> None:
+    """``final/{name}`` (EMA weights), ``final/text/config.json`` and ``final/vae`` (the VAE trained against)."""
     export = DiT(cfg.model)
     export.load_state_dict(weights)
-    save_component(export.eval(), final_dir / "dit")
+    save_component(export.eval(), final_dir / name)
     save_config(cfg.text, final_dir / "text" / "config.json")
     vae_folder = cfg.vae.path or latents.vae_path
     if latents.vae is not None and cfg.vae.path is None:
@@ -358,7 +384,10 @@ def _export(cfg: DiTTrainConfig, weights: dict[str, torch.Tensor], latents: Late
     log.info("exported %s", final_dir)
 
 
-def _flops_probe(cfg: DiTTrainConfig, batch: int, latent: tuple[int, int, int, int], text_len: int) -> Callable[[], torch.Tensor]:
+DIT_TASK = DiTTask(kind="dit", conditioning=lambda cfg, latents, buckets: random_mask_conditioning(cfg), export=export_dit)
+
+
+def _flops_probe(cfg: DiTLikeConfig, batch: int, latent: tuple[int, int, int, int], text_len: int) -> Callable[[], torch.Tensor]:
     def run() -> torch.Tensor:
         model = DiT(cfg.model)
         x = torch.zeros(batch, *latent)

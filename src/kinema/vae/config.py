@@ -45,6 +45,7 @@ class VAEConfig:
     logvar_max: float = 20.0
     scaling_factor: float = 1.0
     shift_factor: float = 0.0
+    gradient_checkpointing: bool = False  # recompute each resnet block / resampler in the backward pass while training
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists; keep the declared type.

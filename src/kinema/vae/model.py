@@ -16,6 +16,7 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from kinema.errors import InvalidInputError
 from kinema.vae.config import VAEConfig
@@ -64,11 +65,37 @@ def _temporal_at(level: int, config: VAEConfig) -> bool:
     return level < config.num_temporal_downsamples
 
 
+def _run_block(block: nn.Module, h: Tensor, config: VAEConfig, training: bool) -> Tensor:
+    """``block(h)``; with ``config.gradient_checkpointing`` (training, grad on) the block keeps only its
+    input and is recomputed in the backward pass (same gradients, less activation memory)."""
+    if config.gradient_checkpointing and training and torch.is_grad_enabled():
+        return checkpoint(block, h, use_reentrant=False)
+    return block(h)
+
+
+class Level(nn.Sequential):
+    """One resolution level: resnet blocks, then a resampler (none at the last level).
+
+    Kept as the level's own ``forward`` (not unrolled by the caller) because each level is an FSDP
+    unit; gradient checkpointing applies per block inside it.
+    """
+
+    def __init__(self, blocks: list[nn.Module], config: VAEConfig) -> None:
+        super().__init__(*blocks)
+        self.config = config  # shared with CausalVAE.config (gradient_checkpointing is read at run time)
+
+    def forward(self, h: Tensor) -> Tensor:
+        for block in self:
+            h = _run_block(block, h, self.config, self.training)
+        return h
+
+
 class Encoder(nn.Module):
     """Video ``(b, 3, f, h, w)`` -> posterior moments ``(b, 2 * latent_channels, f', h', w')``."""
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
+        self.config = config  # shared with CausalVAE.config (gradient_checkpointing is read at run time)
         ch = config.level_channels()
         norm, groups = config.norm, config.norm_groups
         self.conv_in = CausalConv3d(config.in_channels, ch[0], 3)
@@ -77,7 +104,7 @@ class Encoder(nn.Module):
             blocks: list[nn.Module] = [ResBlock3d(c, c, norm, groups) for _ in range(config.num_res_blocks)]
             if i < len(ch) - 1:
                 blocks.append(Downsample3d(c, ch[i + 1], temporal=_temporal_at(i, config)))
-            self.levels.append(nn.Sequential(*blocks))
+            self.levels.append(Level(blocks, config))
         self.mid = ResBlock3d(ch[-1], ch[-1], norm, groups)
         self.norm_out = make_norm(norm, ch[-1], groups)
         self.conv_out = CausalConv3d(ch[-1], 2 * config.latent_channels, 3)
@@ -86,7 +113,7 @@ class Encoder(nn.Module):
         h = self.conv_in(x)  # (b, ch0, f, h, w)
         for level in self.levels:
             h = level(h)
-        h = self.mid(h)  # (b, ch_last, f', h', w')
+        h = _run_block(self.mid, h, self.config, self.training)  # (b, ch_last, f', h', w')
         return self.conv_out(F.silu(self.norm_out(h)))  # (b, 2c, f', h', w')
 
 
@@ -95,6 +122,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
+        self.config = config  # shared with CausalVAE.config (gradient_checkpointing is read at run time)
         ch = config.level_channels()
         norm, groups = config.norm, config.norm_groups
         self.conv_in = CausalConv3d(config.latent_channels, ch[-1], 3)
@@ -104,12 +132,12 @@ class Decoder(nn.Module):
             blocks: list[nn.Module] = [ResBlock3d(ch[i], ch[i], norm, groups) for _ in range(config.num_res_blocks)]
             if i > 0:
                 blocks.append(Upsample3d(ch[i], ch[i - 1], temporal=_temporal_at(i - 1, config)))
-            self.levels.append(nn.Sequential(*blocks))
+            self.levels.append(Level(blocks, config))
         self.norm_out = make_norm(norm, ch[0], groups)
         self.conv_out = CausalConv3d(ch[0], config.in_channels, 3)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.mid(self.conv_in(z))  # (b, ch_last, f', h', w')
+        h = _run_block(self.mid, self.conv_in(z), self.config, self.training)  # (b, ch_last, f', h', w')
         for level in self.levels:
             h = level(h)
         return self.conv_out(F.silu(self.norm_out(h)))  # (b, 3, f, h, w)
@@ -126,8 +154,8 @@ class CausalVAE(nn.Module):
         super().__init__()
         config.validate()
         self.config = dataclasses.replace(config)  # own copy: presets are shared module-level objects
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
 
     # ------------------------------------------------------------------ sizes
     def check_input_size(self, frames: int, height: int, width: int) -> None:

@@ -1,0 +1,195 @@
+"""The refiner ("diffuse-to-diffuse"): a second DiT that returns a clip at ``s``x spatial resolution.
+
+The refiner is a plain :class:`kinema.dit.DiT` trained with the DiT's own conditioning input
+``[x_t, cond * m, m]``: every latent frame is "given" (``m = 1``) and ``cond`` is a *guide*, the
+low-resolution clip brought to the high-resolution latent grid::
+
+    low video (b, 3, f, h, w)
+      guide "pixel":  bilinear s x in pixels -> VAE encode (mode) -> normalise      (b, c, f', s h / S, s w / S)
+      guide "latent": VAE encode (mode) -> normalise -> bilinear s x in latent space (same shape)
+    cond = (1 - a) guide + a eps                 noise augmentation at the fixed level ``a`` (cascaded
+                                                 diffusion): the refiner learns not to trust the guide's
+                                                 fine detail, which the base model gets wrong
+    latents = flow sampling of refiner(x_t, t, text, cond, m = 1)  from noise (or from the noised guide
+                                                 when ``strength < 1``, SDEdit-style)
+    high video = VAE decode(latents)             (b, 3, f, s h, s w)
+
+In training the target is the high-resolution clip and the low-resolution input is its exact
+``s x s`` area average (:func:`area_downsample`), so any source renders one size only. The
+augmentation level is fixed (the same in training and sampling) because feeding a per-sample level
+would need a second timestep input in the DiT. A trained refiner is exported as
+``RUN/final/refiner`` (DiT component folder) plus ``RUN/final/refiner.json`` (:class:`RefinerConfig`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from kinema.checkpoint import load_component
+from kinema.config import from_dict, save_config
+from kinema.dit import DiT, DiTConfig
+from kinema.errors import InvalidInputError, ModelLoadError
+from kinema.flow import SAMPLERS, RectifiedFlowPath, get_schedule, guided_velocity_fn
+from kinema.flow.samplers import truncate_schedule
+from kinema.text.encoder import TextEmbedding
+from kinema.vae import CausalVAE
+
+REFINER_CONFIG_NAME = "refiner.json"
+GUIDES: tuple[str, ...] = ("pixel", "latent")
+
+
+@dataclass
+class RefinerConfig:
+    """How a refiner turns a low-resolution clip into its conditioning (saved as ``refiner.json``).
+
+    Attributes:
+        scale_factor: spatial upscaling ``s`` (output is ``s h x s w``).
+        guide: ``"pixel"`` (upsample pixels, then encode) or ``"latent"`` (encode, then upsample latents).
+        noise_augmentation: fixed flow time ``a`` of the guide, ``cond = (1 - a) guide + a eps``;
+            0 disables it. The same value must be used in training and sampling.
+    """
+
+    scale_factor: int = 2
+    guide: Literal["pixel", "latent"] = "pixel"
+    noise_augmentation: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scale_factor, int) or self.scale_factor < 2:
+            raise InvalidInputError(f"refiner.scale_factor={self.scale_factor!r} invalid; allowed: an integer >= 2")
+        if self.guide not in GUIDES:
+            raise InvalidInputError(f"refiner.guide={self.guide!r} invalid; allowed: {GUIDES}")
+        if not 0.0 <= self.noise_augmentation < 1.0:
+            raise InvalidInputError(f"refiner.noise_augmentation={self.noise_augmentation} invalid; allowed: 0 <= a < 1")
+
+
+def area_downsample(video: Tensor, factor: int) -> Tensor:
+    """Exact ``factor x factor`` area average per frame: ``(b, c, f, h, w) -> (b, c, f, h / s, w / s)``."""
+    h, w = video.shape[-2:]
+    if h % factor or w % factor:
+        raise InvalidInputError(f"video size {h}x{w} invalid for area downsampling by {factor}; allowed: multiples of {factor}")
+    return F.avg_pool3d(video, kernel_size=(1, factor, factor))
+
+
+def upsample_bilinear(x: Tensor, factor: int) -> Tensor:
+    """Per-frame bilinear upsampling (``align_corners=False``): ``(b, c, f, h, w) -> (b, c, f, s h, s w)``."""
+    b = x.shape[0]
+    y = rearrange(x, "b c f h w -> (b f) c h w")
+    y = F.interpolate(y, scale_factor=factor, mode="bilinear", align_corners=False)  # (b f, c, s h, s w)
+    return rearrange(y, "(b f) c h w -> b c f h w", b=b)
+
+
+def check_refiner_sizes(vae: CausalVAE, config: RefinerConfig, frames: int, low_height: int, low_width: int) -> None:
+    """Raise :class:`InvalidInputError` unless a ``frames x low_height x low_width`` clip can be refined."""
+    s = config.scale_factor
+    try:
+        vae.check_input_size(frames, low_height * s, low_width * s)
+        if config.guide == "latent":
+            vae.check_input_size(frames, low_height, low_width)
+    except InvalidInputError as e:
+        raise InvalidInputError(
+            f"low-resolution clip {frames}x{low_height}x{low_width} cannot be refined {s}x with the {config.guide!r} guide: {e}"
+        ) from e
+
+
+@torch.no_grad()
+def guide_latents(vae: CausalVAE, low_video: Tensor, config: RefinerConfig) -> Tensor:
+    """Normalised guide latents ``(b, c, f', s h / S, s w / S)`` of ``low_video`` ``(b, 3, f, h, w)`` in [-1, 1]."""
+    s = config.scale_factor
+    if config.guide == "pixel":
+        z = vae.encode(upsample_bilinear(low_video, s)).mode()  # (b, c, f', s h / S, s w / S)
+        return vae.normalize(z.float())
+    z = vae.normalize(vae.encode(low_video).mode().float())  # (b, c, f', h / S, w / S)
+    return upsample_bilinear(z, s)
+
+
+def augment_guide(guide: Tensor, level: float, generator: torch.Generator) -> Tensor:
+    """``(1 - a) guide + a eps`` with ``eps`` drawn from ``generator`` (on ``guide``'s device)."""
+    if level == 0.0:
+        return guide
+    eps = torch.randn(guide.shape, generator=generator, device=guide.device, dtype=guide.dtype)
+    return (1.0 - level) * guide + level * eps
+
+
+@torch.no_grad()
+def refine_latents(
+    refiner: DiT,
+    vae: CausalVAE,
+    low_video: Tensor,
+    text: TextEmbedding,
+    steps: int,
+    seed: int,
+    strength: float = 1.0,
+    *,
+    config: RefinerConfig | None = None,
+    guidance: float = 1.0,
+    negative: TextEmbedding | None = None,
+    sampler: str = "euler",
+    shift: float = 1.0,
+) -> Tensor:
+    """Refine ``low_video`` ``(b, 3, f, h, w)`` in [-1, 1] to ``(b, 3, f, s h, s w)`` in [-1, 1].
+
+    Args:
+        refiner: the refiner DiT (its latent channels are ``vae``'s).
+        vae: the VAE the refiner was trained against.
+        text: the prompts, batch ``b``.
+        steps: sampler steps over the full schedule (fewer run when ``strength < 1``).
+        seed: seeds a CPU generator for the augmentation and sampling noise (same inputs, same output).
+        strength: flow time sampling starts at; 1.0 starts from pure noise, smaller values start from
+            the guide noised to ``strength`` (SDEdit) and keep more of the low-resolution clip.
+        config: the refiner's ``refiner.json`` (:func:`load_refiner`); default ``RefinerConfig()``.
+        guidance, negative: classifier-free guidance on the text (1.0 = conditional only).
+        sampler: ``"euler"`` or ``"heun"``; shift: schedule time shift.
+    """
+    config = config or RefinerConfig()
+    if low_video.ndim != 5 or low_video.shape[1] != 3:
+        raise InvalidInputError(f"low_video shape {tuple(low_video.shape)} invalid; allowed: (b, 3, f, h, w)")
+    if sampler not in SAMPLERS:
+        raise InvalidInputError(f"sampler {sampler!r} unknown; allowed: {sorted(SAMPLERS)}")
+    if refiner.config.in_channels != vae.config.latent_channels:
+        raise InvalidInputError(f"refiner expects {refiner.config.in_channels} latent channels; the VAE has {vae.config.latent_channels}")
+    b, _, f, h, w = (int(d) for d in low_video.shape)
+    check_refiner_sizes(vae, config, f, h, w)
+    device = next(refiner.parameters()).device
+    generator = torch.Generator().manual_seed(int(seed))
+    guide = guide_latents(vae, low_video.to(device), config).cpu()  # (b, c, f', H', W')
+    cond = augment_guide(guide, config.noise_augmentation, generator)
+    noise = torch.randn(guide.shape, generator=generator)  # (b, c, f', H', W')
+    schedule = get_schedule(steps, shift=shift)
+    if strength < 1.0:
+        schedule = truncate_schedule(schedule, strength)
+        x = RectifiedFlowPath().sample(guide, noise, torch.full((b,), float(schedule[0]))).x_t
+    elif strength == 1.0:
+        x = noise
+    else:
+        raise InvalidInputError(f"strength={strength} invalid; allowed: 0 < strength <= 1")
+    mask = torch.ones(b, guide.shape[2], device=device)  # (b, f'): every latent frame is given as a guide
+    velocity = guided_velocity_fn(refiner, text.to(device), None if negative is None else negative.to(device), guidance,
+                                  cond_latents=cond.to(device), cond_mask=mask)
+    latents = SAMPLERS[sampler](velocity, x.to(device), schedule)  # (b, c, f', H', W')
+    return vae.decode(vae.denormalize(latents)).clamp(-1.0, 1.0)  # (b, 3, f, s h, s w)
+
+
+def save_refiner_config(config: RefinerConfig, folder: str | Path) -> Path:
+    """Write ``folder/refiner.json``."""
+    return save_config(config, Path(folder) / REFINER_CONFIG_NAME)
+
+
+def load_refiner(folder: str | Path, *, device: str | torch.device = "cpu") -> tuple[DiT, RefinerConfig]:
+    """The refiner exported by ``kinema train refiner``: ``folder/refiner`` + ``folder/refiner.json``."""
+    folder = Path(folder)
+    path = folder / REFINER_CONFIG_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"'{folder}' holds no {REFINER_CONFIG_NAME} (export of `kinema train refiner`)")
+    try:
+        config = from_dict(RefinerConfig, json.loads(path.read_text()))
+    except (json.JSONDecodeError, InvalidInputError) as e:
+        raise ModelLoadError(f"cannot read '{path}': {e}") from e
+    return load_component(DiT, DiTConfig, folder / "refiner", device=device).eval(), config
