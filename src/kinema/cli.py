@@ -65,6 +65,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="generation mode (default: from the inputs); with --video, --seconds is the length of the new part")
     p.add_argument("--strength", type=float, default=0.6, help="edit strength in (0, 1]: how far the input is re-imagined")
     p.add_argument("--context", type=int, default=None, help="latent frames of overlap for extend/loop/connect (default 2)")
+    p.add_argument("--refine", action="store_true", help="run the model's refiner: a second diffusion pass at 2x resolution")
+    p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: --steps)")
+    p.add_argument("--refine-strength", type=float, default=1.0, help="refiner start time in (0, 1]; lower keeps more of the base clip")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate)
 
@@ -90,6 +93,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         width=width, height=height, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed,
         callback=lambda info: _advance(bar, info), image=args.image, video=args.video, end_video=args.end_video,
         mode=args.mode, strength=args.strength, context=args.context,
+        refine=args.refine, refine_steps=args.refine_steps, refine_strength=args.refine_strength,
     )
     bar.close()
     path = video.save(out)
@@ -134,6 +138,7 @@ def _run_info(args: argparse.Namespace) -> int:
         f"  VAE: {n_vae / 1e6:.2f}M params, spatial x{pipe.vae.config.spatial_factor}, temporal x{pipe.vae.config.temporal_factor}, {pipe.vae.config.latent_channels} latent channels",
         f"  DiT: {n_dit / 1e6:.2f}M params, patch {tuple(pipe.dit.config.patch_size)}, hidden {pipe.dit.config.hidden_size}, depth {pipe.dit.config.depth}",
         f"  text encoder: {cfg.text_encoder.path or 'bundled all-MiniLM-L6-v2'}",
+        f"  refiner: {pipe.refiner.config.scale_factor}x ({pipe.refiner.config.guide} guide, {sum(p.numel() for p in pipe.refiner.dit.parameters()) / 1e6:.2f}M params)" if pipe.refiner else "  refiner: none",
         f"sizes (WxH): {', '.join(f'{w}x{h}' for w, h in cfg.sizes)} (default {cfg.default_size[0]}x{cfg.default_size[1]})",
         f"frames: 1 + k*{pipe.temporal_factor} up to {cfg.max_frames} ({frames[0]}..{frames[-1]}); fps {cfg.fps_range[0]:g}-{cfg.fps_range[1]:g} (default {cfg.default_fps:g}); default {cfg.default_seconds:g} s",
         f"sampling: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance:g}",

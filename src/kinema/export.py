@@ -17,6 +17,7 @@ from kinema.config import from_dict
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.pipeline import KinemaPipeline, PipelineConfig
+from kinema.refine import Refiner
 from kinema.text import TextEncoder, TextEncoderConfig
 from kinema.vae import CausalVAE, VAEConfig
 
@@ -35,6 +36,7 @@ def export_pipeline(
     guidance: float = 4.0,
     sampler: str = "euler",
     dtype: str = "float16",
+    refiner: str | Path | None = None,
 ) -> Path:
     """Build and save a ``KinemaPipeline`` folder from a training run's ``final`` folder."""
     final_dir = Path(final_dir)
@@ -60,7 +62,7 @@ def export_pipeline(
         sampler=sampler,
         text_encoder=text_config,
     )
-    pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config))
+    pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config), Refiner.load(refiner) if refiner is not None else None)
     return pipe.save_pretrained(out, dtype=dtype)
 
 
@@ -86,6 +88,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, default=16.0, help="default frame rate")
     p.add_argument("--steps", type=int, default=20, help="default sampling steps")
     p.add_argument("--guidance", type=float, default=4.0, help="default guidance scale")
+    p.add_argument("--refiner", type=Path, default=None, help="a refiner run's final folder (RUN/final of `kinema train refiner`) to ship beside the model")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16", help="weight storage dtype")
     p.set_defaults(func=run)
 
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--max-frames={args.max_frames} invalid: must be >= 1")
     out = export_pipeline(
         args.final, args.out, name=args.name, description=args.description, sizes=args.sizes, max_frames=args.max_frames,
-        default_seconds=args.seconds, fps=args.fps, steps=args.steps, guidance=args.guidance, dtype=args.dtype,
+        default_seconds=args.seconds, fps=args.fps, steps=args.steps, guidance=args.guidance, dtype=args.dtype, refiner=args.refiner,
     )
     print(f"wrote pipeline folder {out}")
     return 0

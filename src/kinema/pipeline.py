@@ -31,6 +31,7 @@ from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.flow import SAMPLERS, get_schedule, guided_velocity_fn, resolution_shift, truncate_schedule
 from kinema.flow.samplers import StepInfo
+from kinema.refine import Refiner
 from kinema.modes import MODES, LatentCondition, MediaInput, decode, prepare, run_connect, run_edit, run_extend, run_i2v, run_loop
 from kinema.text import TextEncoder, TextEncoderConfig
 from kinema.vae import CausalVAE, VAEConfig
@@ -99,7 +100,14 @@ class SampleSettings:
 class KinemaPipeline:
     """Text-to-video with a causal VAE, a spacetime-patch DiT and a flow-matching sampler."""
 
-    def __init__(self, config: PipelineConfig, vae: CausalVAE, dit: DiT, text_encoder: TextEncoder) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        vae: CausalVAE,
+        dit: DiT,
+        text_encoder: TextEncoder,
+        refiner: Refiner | None = None,
+    ) -> None:
         if dit.config.in_channels != vae.config.latent_channels:
             raise ModelLoadError(
                 f"DiT expects {dit.config.in_channels} latent channels but the VAE has {vae.config.latent_channels}"
@@ -108,6 +116,7 @@ class KinemaPipeline:
         self.vae = vae.eval()
         self.dit = dit.eval()
         self.text_encoder = text_encoder
+        self.refiner = refiner
         self.name = config.name
 
     # ----------------------------------------------------------------- persistence
@@ -127,7 +136,8 @@ class KinemaPipeline:
         vae = load_component(CausalVAE, VAEConfig, folder / "vae")
         dit = load_component(DiT, DiTConfig, folder / "dit")
         text_encoder = TextEncoder(config.text_encoder)
-        return cls(config, vae, dit, text_encoder)
+        refiner = Refiner.load(folder / "refiner") if (folder / "refiner").is_dir() else None
+        return cls(config, vae, dit, text_encoder, refiner)
 
     def save_pretrained(self, folder: str | Path, *, dtype: str = "float32") -> Path:
         """Write the pipeline folder; weights stored as ``dtype`` (float16 keeps the repo small)."""
@@ -138,6 +148,8 @@ class KinemaPipeline:
         te = folder / "text_encoder"
         te.mkdir(exist_ok=True)
         (te / "config.json").write_text(json.dumps(config_to_dict(self.config.text_encoder), indent=2) + "\n")
+        if self.refiner is not None:
+            self.refiner.save(folder / "refiner", dtype=dtype)
         (folder / PIPELINE_CONFIG_NAME).write_text(json.dumps(config_to_dict(self.config), indent=2) + "\n")
         return folder
 
@@ -266,6 +278,9 @@ class KinemaPipeline:
         mode: str | None = None,
         strength: float = 0.6,
         context: int | None = None,
+        refine: bool = False,
+        refine_steps: int | None = None,
+        refine_strength: float = 1.0,
     ) -> Video:
         """Generate a video. Same arguments and weights give the same frames bit for bit.
 
@@ -282,6 +297,8 @@ class KinemaPipeline:
 
         Inputs of another size are centre-cropped to the aspect and resized; another frame rate
         is resampled (both logged). ``context`` is the number of latent frames of overlap (default 2).
+        ``refine=True`` runs the model's refiner (a second diffusion model) on the result: the output
+        is ``scale_factor`` (2) times larger; ``refine_strength`` < 1 keeps more of the base clip.
         """
         cfg = self.config
         fps = float(cfg.default_fps if fps is None else fps)
@@ -311,6 +328,10 @@ class KinemaPipeline:
             new = 0
             frame_count = self.resolve_frames(frames, seconds, fps)
         self.validate(prompt, width, height, frame_count, fps, steps, guidance, sampler)
+        if refine and self.refiner is None:
+            raise InvalidInputError(f"model '{self.name}' has no refiner; generate without refine (--refine)")
+        if refine and not (0.0 < refine_strength <= 1.0):
+            raise InvalidInputError(f"refine_strength={refine_strength} not supported: must be in (0, 1]")
         if mode == "edit" and not (0.0 < strength <= 1.0):
             raise InvalidInputError(f"strength={strength} not supported: must be in (0, 1]")
 
@@ -330,6 +351,12 @@ class KinemaPipeline:
             out = run_connect(self, s, src, prepare(end_video, "end_video", width, height, fps), new, context)  # type: ignore[arg-type]
         else:
             out = run_edit(self, s, src, strength)  # type: ignore[arg-type]
-        params = s.record(mode=mode, frames=int(out.shape[0]), strength=strength if mode == "edit" else None)
+        if refine and self.refiner is not None:
+            out = self.refiner.refine(out, s, steps=refine_steps or steps, strength=refine_strength, text_encoder=self.text_encoder)
+        params = s.record(
+            mode=mode, frames=int(out.shape[0]), strength=strength if mode == "edit" else None,
+            refine={"steps": refine_steps or steps, "strength": refine_strength} if refine else None,
+            output_size=f"{out.shape[2]}x{out.shape[1]}",
+        )
         log.info("%s: %d frames %dx%d in %.2fs", mode, out.shape[0], width, height, time.perf_counter() - t0)
         return Video(frames=out, fps=fps, metadata={"kinema:params": json.dumps(params)})

@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,10 @@ from kinema.flow import SAMPLERS, RectifiedFlowPath, get_schedule, guided_veloci
 from kinema.flow.samplers import truncate_schedule
 from kinema.text.encoder import TextEmbedding
 from kinema.vae import CausalVAE
+
+if TYPE_CHECKING:
+    from kinema.pipeline import SampleSettings
+    from kinema.text.encoder import PromptEncoder
 
 REFINER_CONFIG_NAME = "refiner.json"
 GUIDES: tuple[str, ...] = ("pixel", "latent")
@@ -193,3 +199,49 @@ def load_refiner(folder: str | Path, *, device: str | torch.device = "cpu") -> t
     except (json.JSONDecodeError, InvalidInputError) as e:
         raise ModelLoadError(f"cannot read '{path}': {e}") from e
     return load_component(DiT, DiTConfig, folder / "refiner", device=device).eval(), config
+
+
+class Refiner:
+    """A refiner as shipped beside a pipeline: the refiner DiT, its VAE and its ``refiner.json``.
+
+    Folder layout (the same as a refiner run's ``final/``): ``refiner/`` (DiT component),
+    ``vae/`` (the VAE it was trained against) and ``refiner.json``.
+    """
+
+    def __init__(self, dit: DiT, vae: CausalVAE, config: RefinerConfig) -> None:
+        self.dit = dit.eval()
+        self.vae = vae.eval()
+        self.config = config
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Refiner:
+        from kinema.vae import VAEConfig
+
+        folder = Path(folder)
+        dit, config = load_refiner(folder)
+        vae = load_component(CausalVAE, VAEConfig, folder / "vae")
+        return cls(dit, vae, config)
+
+    def save(self, folder: str | Path, *, dtype: str = "float32") -> Path:
+        from kinema.checkpoint import save_component
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_component(self.dit, folder / "refiner", dtype=dtype)
+        save_component(self.vae, folder / "vae", dtype=dtype)
+        save_refiner_config(self.config, folder)
+        return folder
+
+    @torch.no_grad()
+    def refine(self, frames: np.ndarray, settings: SampleSettings, *, steps: int, strength: float, text_encoder: PromptEncoder) -> np.ndarray:
+        """uint8 ``(f, h, w, 3)`` -> uint8 ``(f, s h, s w, 3)`` with the settings' prompt, seed and guidance."""
+        from kinema.video import Video
+
+        low = Video(frames, fps=settings.fps).to_tensor()  # (1, 3, f, h, w)
+        text = text_encoder.encode([settings.prompt])
+        negative = text_encoder.encode([settings.negative_prompt])
+        high = refine_latents(
+            self.dit, self.vae, low, text, steps, settings.seed, strength,
+            config=self.config, guidance=settings.guidance, negative=negative, sampler=settings.sampler,
+        )  # (1, 3, f, s h, s w)
+        return Video.from_tensor(high, fps=settings.fps).frames
