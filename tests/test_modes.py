@@ -10,6 +10,12 @@ from kinema.modes import encode, fit_frames
 from kinema.video import Video
 
 
+def same_but_watermark(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to the invisible watermark every generated frame carries (PSNR >= 38 dB)."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
+    return a.shape == b.shape and (mse == 0 or 10 * np.log10(255**2 / mse) >= 38)
+
+
 def clip(n: int, w: int = 32, h: int = 32, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = np.full((n, h, w, 3), 200, np.uint8)
@@ -27,7 +33,7 @@ def test_i2v_starts_from_the_image(tiny_pipeline):
     from kinema.modes import decode
 
     expected = decode(tiny_pipeline, encode(tiny_pipeline, image[None]))[0]
-    assert np.array_equal(out.frames[0], expected)
+    assert same_but_watermark(out.frames[0], expected)
     other = tiny_pipeline.generate("a red ball", image=clip(1, seed=3)[0], frames=9, steps=2)
     assert not np.array_equal(other.frames[0], out.frames[0])
 
@@ -36,7 +42,7 @@ def test_extend_forward_keeps_input_and_adds_any_length(tiny_pipeline):
     src = clip(9)
     out = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2)  # > one window (17 frames)
     assert out.frames.shape == (9 + 30, 32, 32, 3)
-    assert np.array_equal(out.frames[:9], src)
+    assert same_but_watermark(out.frames[:9], src)
     again = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2)
     assert np.array_equal(out.frames, again.frames)
 
@@ -45,13 +51,13 @@ def test_extend_backward_keeps_input_at_the_end(tiny_pipeline):
     src = clip(9)
     out = tiny_pipeline.generate("a red ball", video=src, mode="extend_backward", frames=10, steps=2)
     assert out.frames.shape == (19, 32, 32, 3)
-    assert np.array_equal(out.frames[-9:], src)
+    assert same_but_watermark(out.frames[-9:], src)
 
 
 def test_connect_puts_the_transition_between_both_videos(tiny_pipeline):
     a, b = clip(9), clip(9, seed=5)[::-1].copy()
     out = tiny_pipeline.generate("a red ball", video=a, end_video=b, frames=3, steps=2)
-    assert np.array_equal(out.frames[:9], a) and np.array_equal(out.frames[-9:], b)
+    assert same_but_watermark(out.frames[:9], a) and same_but_watermark(out.frames[-9:], b)
     assert out.num_frames == 9 + 3 + 9
 
 

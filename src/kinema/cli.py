@@ -7,6 +7,7 @@ problem and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -76,6 +77,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from kinema.pipeline import KinemaPipeline
+    from kinema.safety import finalize_output, new_generation_id
+    from kinema.safety.provenance import WATERMARKED_KEY
     from kinema.video import WRITE_SUFFIXES
 
     out = Path(args.output)
@@ -96,7 +99,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         refine=args.refine, refine_steps=args.refine_steps, refine_strength=args.refine_strength,
     )
     bar.close()
-    path = video.save(out)
+    params = json.loads(video.metadata["kinema:params"])
+    generation_id = video.metadata.get(WATERMARKED_KEY) or new_generation_id()
+    path = finalize_output(video, out, params, model_id=pipe.name, generation_id=generation_id)
     if not args.quiet:
         print(f"wrote {path} ({video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps) in {time.perf_counter() - t0:.1f}s")
     return 0
@@ -169,7 +174,7 @@ def _optional_command_modules() -> list:
     import importlib
 
     modules = []
-    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.train.cli", "kinema.export"):
+    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.train.cli", "kinema.export", "kinema.safety.cli"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as e:

@@ -15,6 +15,7 @@ A pipeline folder holds one sub-folder per component plus ``pipeline.json``::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -32,6 +33,8 @@ from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.flow import SAMPLERS, get_schedule, guided_velocity_fn, resolution_shift, truncate_schedule
 from kinema.flow.samplers import StepInfo
 from kinema.refine import Refiner
+from kinema.safety import Payload, check_prompt, embed_watermark
+from kinema.safety.provenance import WATERMARKED_KEY
 from kinema.modes import MODES, LatentCondition, MediaInput, decode, prepare, run_connect, run_edit, run_extend, run_i2v, run_loop
 from kinema.text import TextEncoder, TextEncoderConfig
 from kinema.vae import CausalVAE, VAEConfig
@@ -64,6 +67,8 @@ class PipelineConfig:
     base_tokens: int = 256
     max_tokens: int = 4096
     negative_prompt: str = ""
+    moderation: bool = True  # refuse prompts by policy (kinema.safety) before generating
+    watermark: bool = True  # embed the invisible watermark (model id + generation id) in every frame
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
@@ -281,6 +286,7 @@ class KinemaPipeline:
         refine: bool = False,
         refine_steps: int | None = None,
         refine_strength: float = 1.0,
+        generation_id: str | None = None,
     ) -> Video:
         """Generate a video. Same arguments and weights give the same frames bit for bit.
 
@@ -297,6 +303,9 @@ class KinemaPipeline:
 
         Inputs of another size are centre-cropped to the aspect and resized; another frame rate
         is resampled (both logged). ``context`` is the number of latent frames of overlap (default 2).
+        Prompts are moderated (``RefusedPromptError`` names the policy category) and every frame
+        carries the invisible watermark with the model id and ``generation_id`` (default: a hash of
+        the settings, so the same settings still give the same frames bit for bit).
         ``refine=True`` runs the model's refiner (a second diffusion model) on the result: the output
         is ``scale_factor`` (2) times larger; ``refine_strength`` < 1 keeps more of the base clip.
         """
@@ -328,6 +337,10 @@ class KinemaPipeline:
             new = 0
             frame_count = self.resolve_frames(frames, seconds, fps)
         self.validate(prompt, width, height, frame_count, fps, steps, guidance, sampler)
+        if cfg.moderation:
+            check_prompt(prompt)
+            if negative_prompt:
+                check_prompt(negative_prompt, field_name="negative prompt")
         if refine and self.refiner is None:
             raise InvalidInputError(f"model '{self.name}' has no refiner; generate without refine (--refine)")
         if refine and not (0.0 < refine_strength <= 1.0):
@@ -358,5 +371,15 @@ class KinemaPipeline:
             refine={"steps": refine_steps or steps, "strength": refine_strength} if refine else None,
             output_size=f"{out.shape[2]}x{out.shape[1]}",
         )
+        metadata = {"kinema:params": json.dumps(params)}
+        if cfg.watermark:
+            generation_id = generation_id or settings_generation_id(params)
+            out = embed_watermark(out, Payload.from_ids(self.name, generation_id))
+            metadata[WATERMARKED_KEY] = generation_id
         log.info("%s: %d frames %dx%d in %.2fs", mode, out.shape[0], width, height, time.perf_counter() - t0)
-        return Video(frames=out, fps=fps, metadata={"kinema:params": json.dumps(params)})
+        return Video(frames=out, fps=fps, metadata=metadata)
+
+
+def settings_generation_id(params: dict[str, object]) -> str:
+    """A generation id derived from the recorded settings (deterministic, 16 hex digits)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]

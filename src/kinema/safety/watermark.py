@@ -1,0 +1,453 @@
+"""Invisible watermark: keyed Fourier modes of a tiled luma pattern, carrying 40 bits, read blind.
+
+Kinema's clips are tiny (64x64, 33 frames), so the mark uses the whole clip. Method (chosen by
+measurement, see ``docs/safety.md``):
+
+* **Payload**: 40 bits = 16-bit model tag + 24-bit generation tag (sha256 prefixes of the model id
+  and the generation id), a CRC-16 (CCITT) -> 56 bits, a rate-1/2 convolutional code (K=7,
+  generators 171/133 octal, 6 tail bits) -> ``K = 124`` coded bits.
+* **Pattern**: a ``tile x tile`` (64 px) luma tile. Coded bit ``i`` is one real Fourier mode of
+  the tile, ``+-sqrt(2) cos(2 pi k_i . x / T + phi_i)``, at a keyed frequency ``k_i`` (radius 3..13
+  cycles per tile: periods of 5..21 px, which survive H.264 and a 50% downscale) and a keyed phase.
+  Distinct frequencies are orthogonal under any translation-invariant filtering (blur, resizing,
+  the detector's high-pass), so bits do not leak into each other. The tile is scaled to
+  ``strength`` RMS luma levels, repeated over the frame and added to every frame (R, G and B get
+  the same offset).
+* **Detection** (blind): luma -> high-pass residual (frame minus a box mean), clipped, with pixels
+  near strong edges masked out -> averaged modulo the tile period over all frames and tile copies
+  -> circular cross-correlation with every mode by FFT, which tries every translation at once
+  (cropping shifts the tile) -> the shift with the most energy (and its three half-tile aliases)
+  -> soft bits weighted by the noise measured on the same frequencies in quadrature -> Viterbi ->
+  CRC. Downscaling is undone by trying a few resize factors (``scales``). A clip is marked when
+  the CRC holds and the codeword agreement ``score`` reaches ``threshold``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kinema.errors import InvalidInputError
+
+PAYLOAD_BITS = 40
+MODEL_TAG_BITS = 16
+GENERATION_TAG_BITS = 24
+CRC_BITS = 16
+INFO_BITS = PAYLOAD_BITS + CRC_BITS  # 56
+CONV_K = 7  # constraint length
+CONV_GENERATORS = (0o171, 0o133)
+CODED_BITS = 2 * (INFO_BITS + CONV_K - 1)  # 124
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class WatermarkConfig:
+    """Watermark parameters. Embedder and detector must share ``key``, ``tile`` and the band.
+
+    Attributes:
+        key: secret that picks the frequencies and phases; another key neither reads nor forges the mark.
+        tile: period of the pattern in pixels at the embedding resolution.
+        min_freq, max_freq: radius band of the modes, in cycles per tile.
+        strength: RMS luma change in 8-bit levels (2.4 gives ~40.5 dB PSNR on Kinema World clips).
+        scales: resize factors the detector tries (2.0 undoes a 50% downscale).
+        blur: half-width of the box filter whose output is subtracted before correlation.
+        clip: residuals are clipped to ``clip * strength`` so what is left of edges does not swamp the mark.
+        edge: luma step (levels per pixel) above which a pixel and its neighbours are ignored.
+        min_flat: if less than this fraction of pixels is flat (textured content), nothing is masked.
+        mix: weight of a mode's own quadrature power in its noise estimate (vs. its radius band).
+        threshold: minimum codeword agreement ``score`` (at most sqrt(K) = 11.1) to report a mark.
+    """
+
+    key: int = 0x4B494E45
+    tile: int = 64
+    min_freq: float = 3.0
+    max_freq: float = 13.0
+    strength: float = 2.4
+    scales: tuple[float, ...] = (1.0, 2.0, 1.25, 0.5)
+    blur: int = 2
+    clip: float = 3.0
+    edge: float = 10.0
+    min_flat: float = 0.3
+    mix: float = 0.25
+    threshold: float = 6.0
+
+    def __post_init__(self) -> None:
+        n_freqs = len(_band(self))
+        if self.max_freq >= self.tile // 2 or self.min_freq < 1 or n_freqs < CODED_BITS:
+            raise InvalidInputError(
+                f"min_freq={self.min_freq}, max_freq={self.max_freq}, tile={self.tile}: need "
+                f"1 <= min_freq <= max_freq < tile/2 and at least {CODED_BITS} frequencies (got {n_freqs})"
+            )
+        if not 0.0 < self.strength <= 16.0:
+            raise InvalidInputError(f"strength={self.strength} out of range; allowed (0, 16] luma levels")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise InvalidInputError(f"scales={self.scales} must be non-empty and positive")
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What the mark carries: a 16-bit model tag and a 24-bit generation tag."""
+
+    model_tag: int
+    generation_tag: int
+
+    @classmethod
+    def from_ids(cls, model_id: str, generation_id: str) -> Payload:
+        return cls(model_tag=model_tag(model_id), generation_tag=generation_tag(generation_id))
+
+    def to_bits(self) -> np.ndarray:
+        """40 bits, model tag first, most significant bit first."""
+        value = (self.model_tag << GENERATION_TAG_BITS) | self.generation_tag
+        return np.array([(value >> (PAYLOAD_BITS - 1 - i)) & 1 for i in range(PAYLOAD_BITS)], dtype=np.uint8)
+
+    @classmethod
+    def from_bits(cls, bits: np.ndarray) -> Payload:
+        value = 0
+        for b in bits[:PAYLOAD_BITS]:
+            value = (value << 1) | int(b)
+        return cls(model_tag=value >> GENERATION_TAG_BITS, generation_tag=value & ((1 << GENERATION_TAG_BITS) - 1))
+
+    def hex(self) -> str:
+        return f"{self.model_tag:04x}-{self.generation_tag:06x}"
+
+
+def model_tag(model_id: str) -> int:
+    """16-bit tag of a model id: the first two bytes of its sha256."""
+    return int.from_bytes(hashlib.sha256(model_id.encode()).digest()[:2], "big")
+
+
+def generation_tag(generation_id: str) -> int:
+    """24-bit tag of a generation id: the first three bytes of its sha256."""
+    return int.from_bytes(hashlib.sha256(generation_id.encode()).digest()[:3], "big")
+
+
+@dataclass
+class Detection:
+    """Result of ``detect_watermark``.
+
+    Attributes:
+        present: the CRC holds and ``score >= threshold``.
+        payload: decoded payload when present, else None.
+        score: agreement of the soft bits with the decoded codeword: ``sum(soft * code) / sqrt(K)``
+            with soft bits of unit RMS (11.1 = every bit agrees; unmarked clips score ~5-8).
+        confidence: 1 - (estimated chance that an unmarked clip scores this high); 0 when absent.
+        scale, shift: the resize hypothesis and tile shift (dy, dx) that matched best.
+        bit_errors: coded bits whose soft sign disagrees with the decoded codeword.
+    """
+
+    present: bool
+    payload: Payload | None
+    score: float
+    confidence: float
+    scale: float
+    shift: tuple[int, int]
+    bit_errors: int
+    crc_ok: bool
+    details: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- codes
+def crc16(bits: np.ndarray) -> np.ndarray:
+    """CRC-16/CCITT (poly 0x1021, init 0xFFFF) of a bit array -> 16 bits, MSB first."""
+    reg = 0xFFFF
+    for b in bits:
+        top = ((reg >> 15) & 1) ^ int(b)
+        reg = (reg << 1) & 0xFFFF
+        if top:
+            reg ^= 0x1021
+    return np.array([(reg >> (15 - i)) & 1 for i in range(16)], dtype=np.uint8)
+
+
+@lru_cache(maxsize=1)
+def _trellis() -> tuple[np.ndarray, np.ndarray]:
+    """Output bits ``(64 states, 2 inputs, 2)`` and next states ``(64, 2)`` of the K=7 code."""
+    n_states = 1 << (CONV_K - 1)
+    out = np.zeros((n_states, 2, 2), dtype=np.int8)
+    nxt = np.zeros((n_states, 2), dtype=np.int64)
+    for s in range(n_states):
+        for b in range(2):
+            reg = (b << (CONV_K - 1)) | s
+            for g, gen in enumerate(CONV_GENERATORS):
+                out[s, b, g] = bin(reg & gen).count("1") & 1
+            nxt[s, b] = reg >> 1
+    return out, nxt
+
+
+def conv_encode(bits: np.ndarray) -> np.ndarray:
+    """Rate-1/2, K=7 convolutional code with a zero tail: n bits -> 2 (n + 6) bits."""
+    out, nxt = _trellis()
+    state = 0
+    coded = []
+    for b in [*map(int, bits), *([0] * (CONV_K - 1))]:
+        coded.extend(out[state, b])
+        state = nxt[state, b]
+    return np.array(coded, dtype=np.uint8)
+
+
+def viterbi_decode(soft: np.ndarray) -> np.ndarray:
+    """Soft-decision Viterbi for ``conv_encode``: ``soft (2 (n + 6),)`` (+ means bit 0) -> n bits."""
+    out, nxt = _trellis()
+    n_states = out.shape[0]
+    steps = soft.shape[0] // 2
+    sym = 1.0 - 2.0 * out.astype(np.float64)  # (s, b, 2) bit 0 -> +1
+    metric = np.full(n_states, -np.inf)
+    metric[0] = 0.0
+    ns = np.arange(n_states)
+    b_of = ns >> (CONV_K - 2)  # input bit that leads into state ns
+    prev0 = (ns & ((1 << (CONV_K - 2)) - 1)) << 1  # its two predecessors
+    prev1 = prev0 | 1
+    decisions = np.zeros((steps, n_states), dtype=np.uint8)
+    for t in range(steps):
+        r = soft[2 * t : 2 * t + 2]
+        bm = sym @ r  # (s, b) branch metrics
+        c0 = metric[prev0] + bm[prev0, b_of]
+        c1 = metric[prev1] + bm[prev1, b_of]
+        decisions[t] = c1 > c0
+        metric = np.where(c1 > c0, c1, c0)
+    state = 0  # the tail drives the encoder back to state 0
+    bits = np.zeros(steps, dtype=np.uint8)
+    for t in range(steps - 1, -1, -1):
+        bits[t] = state >> (CONV_K - 2)
+        state = ((state & ((1 << (CONV_K - 2)) - 1)) << 1) | int(decisions[t, state])
+    return bits[: steps - (CONV_K - 1)]
+
+
+def encode_payload(payload: Payload) -> np.ndarray:
+    """Payload -> 124 coded bits (payload, CRC-16, convolutional code)."""
+    bits = payload.to_bits()
+    return conv_encode(np.concatenate([bits, crc16(bits)]))
+
+
+# --------------------------------------------------------------------------- patterns
+def _band(config: WatermarkConfig) -> np.ndarray:
+    """Tile frequencies ``(n, 2)`` in cycles per tile with ``min_freq <= |k| <= max_freq``, half-plane."""
+    k = np.arange(-config.max_freq, config.max_freq + 1)
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    radius = np.hypot(ky, kx)
+    keep = (radius >= config.min_freq) & (radius <= config.max_freq) & ((ky > 0) | ((ky == 0) & (kx > 0)))
+    return np.stack([ky[keep], kx[keep]], axis=1)
+
+
+@lru_cache(maxsize=8)
+def _modes(config: WatermarkConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keyed real Fourier modes of the tile, RMS 1 each.
+
+    Returns (bit modes ``(K, T, T)``, reference modes ``(K, T, T)``, radius of each mode ``(K,)``).
+    Coded bit ``i`` is ``sqrt(2) cos(2 pi k_i . x / T + phi_i)`` at its own keyed frequency ``k_i``
+    and phase ``phi_i``; the reference is the same frequency in quadrature (``sin``), which carries
+    nothing at the right shift and so measures the noise at that frequency. One quadrature per
+    frequency keeps the summed correlation energy peaked at the true shift.
+    """
+    freqs = _band(config)
+    rng = np.random.default_rng([config.key, config.tile, round(100 * config.min_freq), round(100 * config.max_freq)])
+    freqs = freqs[rng.permutation(len(freqs))[:CODED_BITS]]  # (K, 2)
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=CODED_BITS)
+    t = config.tile
+    yy, xx = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
+    arg = 2.0 * np.pi * (freqs[:, 0, None, None] * yy + freqs[:, 1, None, None] * xx) / t + phases[:, None, None]
+    bits = (np.sqrt(2.0) * np.cos(arg)).astype(np.float32)  # (K, T, T)
+    refs = (np.sqrt(2.0) * np.sin(arg)).astype(np.float32)  # (K, T, T)
+    return bits, refs, np.hypot(freqs[:, 0], freqs[:, 1])
+
+
+@lru_cache(maxsize=8)
+def bit_patterns(config: WatermarkConfig) -> np.ndarray:
+    """The keyed pattern of each coded bit: ``(K, tile, tile)`` float32 Fourier modes, RMS 1."""
+    return _modes(config)[0]
+
+
+@lru_cache(maxsize=64)
+def _tile_for(config: WatermarkConfig, payload: Payload) -> np.ndarray:
+    signs = 1.0 - 2.0 * encode_payload(payload).astype(np.float32)  # (K,) bit 0 -> +1
+    tile = np.tensordot(signs, bit_patterns(config), axes=1)  # (T, T)
+    tile -= tile.mean()
+    return (tile * (config.strength / float(np.sqrt(np.mean(tile**2))))).astype(np.float32)
+
+
+def watermark_pattern(config: WatermarkConfig, payload: Payload, height: int, width: int) -> np.ndarray:
+    """The luma offset ``(h, w)`` float32 added to every frame."""
+    tile = _tile_for(config, payload)
+    reps = (math.ceil(height / config.tile), math.ceil(width / config.tile))
+    return np.tile(tile, reps)[:height, :width]
+
+
+def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfig | None = None) -> np.ndarray:
+    """Mark ``frames`` uint8 ``(f, h, w, 3)`` -> new uint8 frames of the same shape."""
+    config = config or WatermarkConfig()
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise InvalidInputError(f"frames must be uint8 (f, h, w, 3); got {frames.dtype} {tuple(frames.shape)}")
+    pattern = watermark_pattern(config, payload, frames.shape[1], frames.shape[2])  # (h, w)
+    out = frames.astype(np.float32) + pattern[None, :, :, None]  # (f, h, w, 3)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- detection
+def _luma(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(f, h, w, 3)`` -> float32 luma ``(f, 1, h, w)``."""
+    y = frames.astype(np.float32) @ LUMA  # (f, h, w)
+    return torch.from_numpy(y)[:, None]
+
+
+def _highpass(y: torch.Tensor, radius: int, circular: bool = False) -> torch.Tensor:
+    """``y`` minus its ``(2r+1)^2`` box mean; ``(n, 1, h, w)``."""
+    k = 2 * radius + 1
+    padded = F.pad(y, (radius,) * 4, mode="circular" if circular else "replicate")
+    return y - F.avg_pool2d(padded, k, stride=1)
+
+
+def _fold(r: torch.Tensor, weight: torch.Tensor, tile: int) -> np.ndarray:
+    """Weighted average of ``(f, 1, h, w)`` residuals modulo the tile period -> ``(tile, tile)``."""
+    f, _, h, w = r.shape
+    hp, wp = math.ceil(h / tile) * tile, math.ceil(w / tile) * tile
+
+    def fold_sum(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, wp - w, 0, hp - h)).reshape(f, hp // tile, tile, wp // tile, tile).sum(dim=(0, 1, 3))
+
+    total, count = fold_sum(r * weight), fold_sum(weight)  # (T, T) each
+    folded = torch.where(count > 0.5, total / count.clamp(min=0.5), torch.zeros_like(total))
+    return folded.numpy().astype(np.float64)
+
+
+def _flat_weight(y: torch.Tensor, config: WatermarkConfig) -> torch.Tensor:
+    """1 where the content is locally flat enough to read the mark, 0 near strong edges ``(f, 1, h, w)``."""
+    gy = (y[..., 1:, :] - y[..., :-1, :]).abs()
+    gx = (y[..., :, 1:] - y[..., :, :-1]).abs()
+    grad = torch.maximum(F.pad(gy, (0, 0, 0, 1)), F.pad(gx, (0, 1, 0, 0)))  # (f, 1, h, w)
+    edge = (grad > config.edge).float()
+    k = 2 * config.blur + 3
+    edge = F.max_pool2d(edge, k, stride=1, padding=k // 2)  # grow: the box mean there is spoiled
+    return 1.0 - edge
+
+
+@lru_cache(maxsize=8)
+def _templates_fft(config: WatermarkConfig) -> tuple[np.ndarray, np.ndarray]:
+    """FFTs of the bit and reference modes after the detector's high-pass: ``(K|m, T, T)`` complex."""
+    out = []
+    for modes in _modes(config)[:2]:
+        pats = torch.from_numpy(modes)[:, None]  # (n, 1, T, T)
+        filtered = _highpass(pats, config.blur, circular=True)[:, 0].numpy().astype(np.float64)
+        filtered /= np.sqrt((filtered**2).sum(axis=(1, 2), keepdims=True))
+        out.append(np.fft.fft2(filtered))
+    return out[0], out[1]
+
+
+def _resize(y: torch.Tensor, scale: float) -> torch.Tensor:
+    if scale == 1.0:
+        return y
+    h, w = y.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(y, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+
+
+def _soft_bits(y: torch.Tensor, config: WatermarkConfig) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Luma ``(f, 1, h, w)`` at the embedding scale -> candidate (soft bits (K,) in noise std, shift).
+
+    Sums of squared Fourier-mode correlations are periodic in the shift with period ``tile / 2``,
+    so the four half-tile translations of the best shift are all candidates.
+    """
+    r = _highpass(y, config.blur)
+    r = r.clamp(-config.clip * config.strength, config.clip * config.strength)
+    weight = _flat_weight(y, config) if config.edge > 0 else torch.ones_like(y)
+    if float(weight.mean()) < config.min_flat:  # busy content: keep every pixel, rely on the clip
+        weight = torch.ones_like(y)
+    folded_fft = np.conj(np.fft.fft2(_fold(r, weight, config.tile)))[None]  # (1, T, T)
+    bit_fft, ref_fft = _templates_fft(config)
+    radius = _modes(config)[2]
+    corr = np.fft.ifft2(folded_fft * bit_fft).real  # (K, T, T): correlation at every shift
+    ref = np.fft.ifft2(folded_fft * ref_fft).real  # (m, T, T)
+    energy = (corr**2).sum(axis=0)  # (T, T)
+    dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    half = config.tile // 2
+    out = []
+    for oy in (0, half):
+        for ox in (0, half):
+            sy, sx = (dy + oy) % config.tile, (dx + ox) % config.tile
+            c, q = corr[:, sy, sx], ref[:, sy, sx]
+            llr = c * _soft_weights(c, q, radius, config.mix)
+            out.append((llr / (np.sqrt(np.mean(llr**2)) + 1e-12), (int(sy), int(sx))))
+    return out
+
+
+def _soft_weights(corr: np.ndarray, ref: np.ndarray, radius: np.ndarray, mix: float, bands: int = 4) -> np.ndarray:
+    """Per-mode factor that turns correlations ``(K,)`` into log-likelihood-like soft bits.
+
+    Noise variance per radius band comes from the quadrature references, mixed with the mode's
+    own quadrature power (weight ``mix``) so a frequency where the content itself is strong (a
+    striped floor) counts for less; the band's surviving signal amplitude (correlation power above
+    the noise) scales it, so bands that compression wiped out count for little.
+    """
+    order = np.argsort(radius, kind="stable")
+    noise = np.empty_like(ref)
+    gain = np.empty_like(ref)
+    for chunk in np.array_split(order, bands):
+        n2 = float(np.mean(ref[chunk] ** 2)) + 1e-12
+        noise[chunk] = n2
+        gain[chunk] = math.sqrt(max(float(np.mean(corr[chunk] ** 2)) - n2, 0.05 * n2))
+    var = (1.0 - mix) * noise + mix * ref**2 + 1e-12
+    return gain / var
+
+
+def _decode(soft: np.ndarray) -> tuple[np.ndarray, bool, float, int]:
+    info = viterbi_decode(soft)
+    crc_ok = bool(np.array_equal(crc16(info[:PAYLOAD_BITS]), info[PAYLOAD_BITS:]))
+    code = 1.0 - 2.0 * conv_encode(info).astype(np.float64)
+    score = float(soft @ code / math.sqrt(CODED_BITS))
+    errors = int(np.sum(np.sign(soft) != code))
+    return info, crc_ok, score, errors
+
+
+def detect_watermark(frames: np.ndarray, config: WatermarkConfig | None = None) -> Detection:
+    """Look for a Kinema watermark in uint8 frames ``(f, h, w, 3)`` (any size, any crop offset)."""
+    config = config or WatermarkConfig()
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InvalidInputError(f"frames must be (f, h, w, 3); got {tuple(frames.shape)}")
+    y = _luma(frames)
+    best: Detection | None = None
+    for scale in config.scales:
+        ys = _resize(y, scale)
+        if min(ys.shape[-2:]) < config.tile // 2:
+            continue
+        for soft, shift in _soft_bits(ys, config):
+            info, crc_ok, score, errors = _decode(soft)
+            present = crc_ok and score >= config.threshold
+            candidate = Detection(
+                present=present,
+                payload=Payload.from_bits(info) if present else None,
+                score=score,
+                confidence=_confidence(score, 4 * len(config.scales)) if present else 0.0,
+                scale=scale,
+                shift=shift,
+                bit_errors=errors,
+                crc_ok=crc_ok,
+            )
+            if best is None or (candidate.present, candidate.score) > (best.present, best.score):
+                best = candidate
+    if best is None:
+        raise InvalidInputError(
+            f"frames of {frames.shape[2]}x{frames.shape[1]} are too small to hold a watermark; "
+            f"need at least {config.tile // 2} px per side"
+        )
+    return best
+
+
+NULL_SCORE_MEAN = 6.8  # best-candidate score on unmarked clips (measured, docs/safety.md)
+NULL_SCORE_STD = 0.7
+
+
+def _confidence(score: float, hypotheses: int) -> float:
+    """1 - the chance that an unmarked clip passes the CRC on one of ``hypotheses`` decodes and
+    scores at least ``score`` (Gaussian fit of the measured unmarked scores)."""
+    tail = 0.5 * math.erfc((score - NULL_SCORE_MEAN) / (NULL_SCORE_STD * math.sqrt(2.0)))
+    return float(1.0 - min(1.0, hypotheses * 2.0**-CRC_BITS * tail))
+
+
+WATERMARK_PRESETS: dict[str, WatermarkConfig] = {
+    "default": WatermarkConfig(),
+    "strong": WatermarkConfig(strength=3.0),  # ~38.5 dB: more robust, below the 40 dB target
+}

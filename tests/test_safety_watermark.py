@@ -1,0 +1,125 @@
+"""Invisible watermark: codes, invisibility, robustness on Kinema World clips, false positives."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kinema.errors import InvalidInputError
+from kinema.safety.watermark import (
+    CODED_BITS,
+    INFO_BITS,
+    Payload,
+    WatermarkConfig,
+    conv_encode,
+    crc16,
+    detect_watermark,
+    embed_watermark,
+    encode_payload,
+    viterbi_decode,
+)
+from kinema.video import Video, read_video
+from kinema.world import sample_example
+
+PAYLOAD = Payload.from_ids("kinema-world-demo", "3f2a9c0d4b5e6f708192a3b4c5d6e7f8")
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    return [sample_example("train", 7, i)[1] for i in range(3)]  # (33, 64, 64, 3) uint8 each
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * np.log10(255.0**2 / mse)
+
+
+def test_crc_and_convolutional_code_correct_errors():
+    rng = np.random.default_rng(0)
+    info = rng.integers(0, 2, INFO_BITS).astype(np.uint8)
+    coded = conv_encode(info)
+    assert coded.shape == (CODED_BITS,)
+    soft = (1.0 - 2.0 * coded) + rng.normal(0, 0.3, CODED_BITS)
+    flip = rng.choice(CODED_BITS, 8, replace=False)
+    soft[flip] *= -1  # 8 wrong hard decisions, spread out
+    assert np.array_equal(viterbi_decode(soft), info)
+    bits = PAYLOAD.to_bits()
+    other = bits.copy()
+    other[3] ^= 1
+    assert not np.array_equal(crc16(bits), crc16(other))
+    assert Payload.from_bits(bits) == PAYLOAD
+    assert encode_payload(PAYLOAD).shape == (CODED_BITS,)
+
+
+def test_invisible_and_fast(clips):
+    for frames in clips:
+        t0 = time.perf_counter()
+        marked = embed_watermark(frames, PAYLOAD)
+        elapsed = time.perf_counter() - t0
+        assert marked.shape == frames.shape and marked.dtype == np.uint8
+        assert psnr(frames, marked) >= 40.0
+    assert elapsed < 0.05  # cached pattern: a few ms for 33 x 64 x 64
+
+
+def _h264(frames: np.ndarray, tmp_path) -> np.ndarray:
+    path = Video(frames=frames, fps=16.0).save(tmp_path / "clip.mp4", crf=28)
+    return read_video(path).frames
+
+
+def _gif(frames: np.ndarray, tmp_path) -> np.ndarray:
+    images = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE, colors=256) for f in frames]
+    path = tmp_path / "clip.gif"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=62, loop=0)
+    return read_video(path).frames
+
+
+def _down50(frames: np.ndarray, tmp_path) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    return np.stack([np.asarray(Image.fromarray(f).resize((w // 2, h // 2), Image.BILINEAR)) for f in frames])
+
+
+def _crop10(frames: np.ndarray, tmp_path) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    dy, dx = round(0.1 * h), round(0.1 * w)
+    return frames[:, dy + 1 : h - dy + 1, dx - 1 : w - dx - 1]  # off-centre crop: an unknown shift
+
+
+@pytest.mark.parametrize("transform", [_h264, _gif, _down50, _crop10])
+def test_detected_after_transformations(clips, tmp_path, transform):
+    for frames in clips:
+        d = detect_watermark(transform(embed_watermark(frames, PAYLOAD), tmp_path))
+        assert d.present and d.payload == PAYLOAD, (transform.__name__, d)
+        assert d.confidence > 0.9
+
+
+def test_no_false_positive_on_unmarked_content(clips, tmp_path):
+    rng = np.random.default_rng(1)
+    unmarked = [*clips, rng.integers(0, 256, (17, 64, 64, 3), dtype=np.uint8), _h264(clips[0], tmp_path)]
+    for frames in unmarked:
+        d = detect_watermark(frames)
+        assert not d.present and d.payload is None and d.confidence == 0.0
+
+
+def test_another_key_reads_nothing(clips):
+    marked = embed_watermark(clips[0], PAYLOAD)
+    assert not detect_watermark(marked, replace(WatermarkConfig(), key=12345)).present
+
+
+def test_other_sizes_and_single_image():
+    frames = sample_example("train", 7, 4, width=96, height=64)[1]
+    assert detect_watermark(embed_watermark(frames, PAYLOAD)).payload == PAYLOAD
+    still = embed_watermark(sample_example("train", 7, 5)[1][:1], PAYLOAD)
+    assert detect_watermark(still).payload == PAYLOAD
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(InvalidInputError, match="uint8"):
+        embed_watermark(np.zeros((2, 8, 8, 3), dtype=np.float32), PAYLOAD)
+    with pytest.raises(InvalidInputError, match="too small"):
+        detect_watermark(np.zeros((2, 4, 4, 3), dtype=np.uint8))
+    with pytest.raises(InvalidInputError, match="strength"):
+        WatermarkConfig(strength=0.0)
