@@ -159,7 +159,9 @@ def _write_av(
 def _write_gif(video: Video, path: Path) -> None:
     from PIL import Image
 
-    images = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in video.frames]
+    # Median cut keeps colours a few levels apart (the invisible watermark survives; exact for
+    # frames of <= 256 colours); fast octree merges them. 22 ms vs 6 ms for 33 frames of 64x64.
+    images = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.MEDIANCUT) for f in video.frames]
     duration_ms = max(int(round(1000.0 / video.fps)), 20)
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0, optimize=False)
 

@@ -110,7 +110,7 @@ def finalize_output(
         fps=video.fps,
         metadata={**video.metadata, METADATA_KEY: record_json, "title": f"Kinema {generation_id}"},
     )
-    written = _write_gif(marked, path) if path.suffix.lower() == ".gif" else marked.save(path, crf=crf)
+    written = marked.save(path, crf=crf)
     files = [written]
     if path.suffix.lower() == ".png":
         files = [path] if marked.num_frames == 1 else [path.with_name(f"{path.stem}_{i:04d}.png") for i in range(marked.num_frames)]
@@ -128,22 +128,6 @@ def finalize_output(
     record["files"] = {f.name: _sha256_file(f) for f in files}
     _write_text(side, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return written
-
-
-def _write_gif(video: Video, path: Path) -> Path:
-    """GIF with a per-frame median-cut palette: exact for frames of <= 256 colours, so the mark survives.
-
-    (``Video.save``'s fast-octree palette merges colours a few levels apart and erases it.)
-    """
-    from PIL import Image
-
-    images = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.MEDIANCUT) for f in video.frames]
-    duration_ms = max(int(round(1000.0 / video.fps)), 20)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
-    os.close(fd)
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0, optimize=False)
-    os.replace(tmp, path)
-    return path
 
 
 def _add_png_text(path: Path, text: str) -> None:
