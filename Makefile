@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/kinema generate "$(PROMPT)" -o $(OUT)
 
 test: setup
+	bash scripts/install_browser.sh || [ -z "$$KINEMA_REQUIRE_BROWSER" ]  # without Chromium the browser test skips, except in CI
 	$(BIN)/python -m pytest
 
 test-slow: setup

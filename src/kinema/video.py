@@ -136,7 +136,8 @@ def _write_av(
     import av
 
     _even_size(video, codec)
-    container_options = {"movflags": "+faststart"} if faststart else {}
+    # use_metadata_tags keeps custom keys (kinema:params) in the MP4's metadata.
+    container_options = {"movflags": "+faststart+use_metadata_tags"} if faststart else {}
     rate = Fraction(video.fps).limit_denominator(1001)
     with av.open(str(path), mode="w", format=fmt, options=container_options) as out:
         for key, value in video.metadata.items():
