@@ -30,6 +30,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 M = TypeVar("M", bound=nn.Module)
+C = TypeVar("C")
 
 _DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -67,6 +68,17 @@ def save_component(model: nn.Module, folder: str | Path, *, dtype: str = "float3
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def read_json_config(cls: type[C], path: str | Path) -> C:
+    """Read a JSON file into dataclass ``cls``; ``ModelLoadError`` names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"missing '{path}'")
+    try:
+        return from_dict(cls, json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, InvalidInputError) as e:
+        raise ModelLoadError(f"cannot read '{path}': {e}") from e
 
 
 def read_component_config(config_cls: type, folder: str | Path, expected_class: str | None = None) -> tuple[Any, dict[str, Any]]:

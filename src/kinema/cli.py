@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kinema import __version__
-from kinema.errors import KinemaError
+from kinema.errors import InvalidInputError, KinemaError
 
 EXIT_USAGE = 2
 
@@ -83,7 +83,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in WRITE_SUFFIXES:
-        raise KinemaErrorForCli(f"unknown output type '{out.suffix}' for '{out}': use one of {', '.join(WRITE_SUFFIXES)}")
+        raise InvalidInputError(f"unknown output type '{out.suffix}' for '{out}': use one of {', '.join(WRITE_SUFFIXES)}")
     t0 = time.perf_counter()
     pipe = KinemaPipeline.from_pretrained(args.model or default_model_path())
     width, height = args.size if args.size else (None, None)
@@ -112,10 +112,6 @@ def _advance(bar, info) -> None:  # type: ignore[no-untyped-def]
     if info.step == 0:
         bar.reset(total=info.total)
     bar.update(1)
-
-
-class KinemaErrorForCli(KinemaError):
-    """A CLI-level usage error."""
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:

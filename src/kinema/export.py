@@ -8,12 +8,10 @@ the model supports, and stores the weights in ``--dtype`` (float16 keeps the rep
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from kinema.checkpoint import load_component
-from kinema.config import from_dict
+from kinema.checkpoint import load_component, read_json_config
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.pipeline import KinemaPipeline, PipelineConfig
@@ -45,7 +43,7 @@ def export_pipeline(
     text_path = final_dir / "text" / "config.json"
     if not text_path.is_file():
         raise ModelLoadError(f"'{final_dir}' has no text/config.json; is it the final folder of a DiT run?")
-    text_config = from_dict(TextEncoderConfig, json.loads(text_path.read_text()))
+    text_config = read_json_config(TextEncoderConfig, text_path)
     vae = load_component(CausalVAE, VAEConfig, final_dir / "vae")
     dit = load_component(DiT, DiTConfig, final_dir / "dit")
     sizes = sizes or [(64, 64)]

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from kinema.checkpoint import load_component, save_component
-from kinema.config import config_to_dict, from_dict
+from kinema.checkpoint import load_component, read_json_config, save_component
+from kinema.config import config_to_dict
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.flow import SAMPLERS, get_schedule, guided_velocity_fn, resolution_shift, truncate_schedule
@@ -36,7 +36,7 @@ from kinema.refine import Refiner
 from kinema.safety import Payload, check_prompt, embed_watermark
 from kinema.safety.provenance import WATERMARKED_KEY
 from kinema.modes import MODES, LatentCondition, MediaInput, decode, prepare, run_connect, run_edit, run_extend, run_i2v, run_loop
-from kinema.text import TextEncoder, TextEncoderConfig
+from kinema.text import CachedTextEncoder, PromptEncoder, TextEncoder, TextEncoderConfig
 from kinema.vae import CausalVAE, VAEConfig
 from kinema.video import Video
 
@@ -110,7 +110,7 @@ class KinemaPipeline:
         config: PipelineConfig,
         vae: CausalVAE,
         dit: DiT,
-        text_encoder: TextEncoder,
+        text_encoder: PromptEncoder,
         refiner: Refiner | None = None,
     ) -> None:
         if dit.config.in_channels != vae.config.latent_channels:
@@ -131,16 +131,13 @@ class KinemaPipeline:
         folder = Path(folder)
         if not folder.is_dir():
             raise ModelLoadError(f"model folder not found: '{folder}'")
-        path = folder / PIPELINE_CONFIG_NAME
-        if not path.is_file():
+        if not (folder / PIPELINE_CONFIG_NAME).is_file():
             raise ModelLoadError(f"'{folder}' is not a Kinema model folder: missing {PIPELINE_CONFIG_NAME}")
-        try:
-            config = from_dict(PipelineConfig, json.loads(path.read_text()))
-        except (json.JSONDecodeError, InvalidInputError) as e:
-            raise ModelLoadError(f"cannot read '{path}': {e}") from e
+        config = read_json_config(PipelineConfig, folder / PIPELINE_CONFIG_NAME)
         vae = load_component(CausalVAE, VAEConfig, folder / "vae")
         dit = load_component(DiT, DiTConfig, folder / "dit")
-        text_encoder = TextEncoder(config.text_encoder)
+        # The LRU cache lets extend windows, loop passes and the refiner reuse a prompt's states.
+        text_encoder = CachedTextEncoder(TextEncoder(config.text_encoder), max_entries=256)
         refiner = Refiner.load(folder / "refiner") if (folder / "refiner").is_dir() else None
         return cls(config, vae, dit, text_encoder, refiner)
 

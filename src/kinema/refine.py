@@ -23,7 +23,6 @@ would need a second timestep input in the DiT. A trained refiner is exported as
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -35,8 +34,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from kinema.checkpoint import load_component
-from kinema.config import from_dict, save_config
+from kinema.checkpoint import load_component, read_json_config
+from kinema.config import save_config
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.flow import SAMPLERS, RectifiedFlowPath, get_schedule, guided_velocity_fn
@@ -194,10 +193,7 @@ def load_refiner(folder: str | Path, *, device: str | torch.device = "cpu") -> t
     path = folder / REFINER_CONFIG_NAME
     if not path.is_file():
         raise ModelLoadError(f"'{folder}' holds no {REFINER_CONFIG_NAME} (export of `kinema train refiner`)")
-    try:
-        config = from_dict(RefinerConfig, json.loads(path.read_text()))
-    except (json.JSONDecodeError, InvalidInputError) as e:
-        raise ModelLoadError(f"cannot read '{path}': {e}") from e
+    config = read_json_config(RefinerConfig, path)
     return load_component(DiT, DiTConfig, folder / "refiner", device=device).eval(), config
 
 

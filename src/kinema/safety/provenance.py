@@ -90,7 +90,7 @@ def finalize_output(
 ) -> Path:
     """Watermark ``video``, save it to ``path``, add C2PA credentials, write the sidecar; returns the path.
 
-    ``params`` are the generation parameters (``GenerationParams.to_dict()``); they must be JSON
+    ``params`` are the generation parameters (the pipeline's ``kinema:params`` record); they must be JSON
     serialisable. WebM has no C2PA support in the SDK: it gets the watermark, metadata and sidecar.
     A multi-frame PNG request writes ``name_0000.png``...: each frame file is signed.
     """
