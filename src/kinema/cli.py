@@ -46,7 +46,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="generate a video (or an image) from a text prompt", description="Generate a video from a prompt with a Kinema model. The output type follows the suffix of -o: .mp4 (H.264), .webm (VP9), .gif, .png.")
+    p = sub.add_parser("generate", help="generate a video (or an image) from a text prompt", description="Generate a video (or image) from a prompt, optionally starting from an image or videos (see --mode). The output type follows the suffix of -o: .mp4 (H.264), .webm (VP9), .gif, .png. Prompts are moderated; outputs carry an invisible watermark, C2PA content credentials (MP4/PNG/GIF) and a sidecar OUT.json record.")
     p.add_argument("prompt", help="what the video should show")
     p.add_argument("-o", "--output", required=True, help="output file: .mp4, .webm, .gif or .png")
     p.add_argument("--seconds", type=float, default=None, help="duration in seconds (default: the model's; 0 = a single image)")
@@ -55,7 +55,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=None, help="frames per second (default: the model's)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--sampler", default=None, help="flow sampler: euler or heun")
+    p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="flow sampler (default: the model's)")
     p.add_argument("--negative", default=None, help="negative prompt: what to steer away from")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed and settings give the same video")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: $KINEMA_MODEL or the bundled model)")
