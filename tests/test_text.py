@@ -211,3 +211,37 @@ def test_embedding_helpers() -> None:
     assert emb.repeat(2).batch_size == 4
     with pytest.raises(InvalidInputError, match="mask must be bool"):
         TextEmbedding(states=torch.zeros(1, 2, 4), mask=torch.ones(1, 2))
+
+
+def test_native_bert_matches_transformers(encoder: TextEncoder) -> None:
+    """The bundled MiniLM loads without transformers and computes what transformers computes."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from kinema.text.bert import BertEncoder
+
+    assert isinstance(encoder.model, BertEncoder)
+    path = resolve_model_path(None)
+    hf_model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    prompts = ["a red ball bounces", "", "Two SMALL blue squares, sliding left!  Ünïcode " * 6]
+    for prompt in prompts:
+        assert encoder.tokenizer([prompt])["input_ids"] == hf_tok([prompt])["input_ids"]
+        ours = encoder.tokenizer([prompt], truncation=True, max_length=12)["input_ids"]
+        assert ours == hf_tok([prompt], truncation=True, max_length=12)["input_ids"]
+    ids = [hf_tok(p)["input_ids"] for p in prompts]
+    length = max(len(r) for r in ids)
+    x = torch.tensor([r + [0] * (length - len(r)) for r in ids])  # (3, l) padded batch
+    mask = (torch.arange(length)[None] < torch.tensor([len(r) for r in ids])[:, None]).long()
+    with torch.no_grad():
+        ours_states = encoder.model(x, mask).last_hidden_state
+        ref = hf_model(input_ids=x, attention_mask=mask).last_hidden_state
+    err = ((ours_states - ref).abs() * mask[..., None]).max().item()
+    assert err < 1e-4, err
+
+
+def test_native_load_skips_transformers() -> None:
+    code = (
+        "import sys; from kinema.text import TextEncoder; e = TextEncoder(); e.encode(['a red ball']); "
+        "assert 'transformers' not in sys.modules, 'transformers was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
