@@ -90,3 +90,21 @@ def test_cli_rejects_bad_arguments(tmp_path: Path) -> None:
     assert main(["eval", "--videos", str(tmp_path), "--crf", "20"]) == 2
     assert main(["eval", "--videos", str(tmp_path / "missing")]) == 2
     assert main(["eval", "--ground-truth", "--size", "big"]) == 2
+
+
+def test_cli_vae_reconstruction_reports_psnr(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`kinema eval --vae` reconstructs renders through a VAE and reports PSNR and every metric."""
+    from kinema.cli import main
+    from kinema.eval.runner import psnr
+
+    a = np.full((2, 4, 4, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, 0, 0, 0] = 110  # one value off by 10 over 96 values: mse = 100 / 96
+    assert abs(psnr(a, b) - 10 * np.log10(255**2 / (100 / 96))) < 1e-9 and psnr(a, a) == float("inf")
+    out = tmp_path / "vae"
+    assert main(["eval", "--vae", str(tiny_model_dir), "--suite", "t2v", "--n", "2", "--frames", "9", "-o", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["clips"] == 2 and report["source"].startswith("vae:")
+    assert report["psnr"]["clips"] == 2 and 0 < report["psnr"]["mean_db"] < 60  # an untrained tiny VAE: low but finite
+    assert "reconstruction PSNR mean" in capsys.readouterr().out
+    assert main(["eval", "--vae", str(tiny_model_dir), "--corrupt", "mirror"]) == 2

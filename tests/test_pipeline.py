@@ -130,3 +130,23 @@ def test_outputs_carry_the_watermark_and_refusals_never_generate(tiny_pipeline):
     with pytest.raises(RefusedPromptError) as info:
         tiny_pipeline.generate("a graphic video of a person being stabbed to death, blood everywhere", callback=calls.append)
     assert info.value.category and calls == []
+
+
+def test_world_prompts_are_normalised_before_conditioning(tiny_pipeline, caplog):
+    """With normalize_prompts the model is conditioned on the world caption; the user's words are recorded."""
+    import dataclasses
+    import logging
+
+    pipe = KinemaPipeline(dataclasses.replace(tiny_pipeline.config, normalize_prompts=True), tiny_pipeline.vae, tiny_pipeline.dit, tiny_pipeline.text_encoder)
+    kw = dict(frames=5, seed=3, steps=2)
+    with caplog.at_level(logging.WARNING, logger="kinema.pipeline"):
+        messy = pipe.generate("A video of 2 crimson spheres plummeting joyfully", **kw)
+    assert "joyfully" in caplog.text
+    params = json.loads(messy.metadata["kinema:params"])
+    assert params["prompt"] == "two red balls fall" and params["user_prompt"].startswith("A video of 2 crimson")
+    raw = tiny_pipeline.generate("A video of 2 crimson spheres plummeting joyfully", **kw)  # normalisation off
+    assert "user_prompt" not in json.loads(raw.metadata["kinema:params"])
+    unmarked = dataclasses.replace(pipe.config, watermark=False)
+    a = KinemaPipeline(unmarked, pipe.vae, pipe.dit, pipe.text_encoder).generate("2 crimson spheres plummeting", **kw)
+    b = KinemaPipeline(unmarked, pipe.vae, pipe.dit, pipe.text_encoder).generate("two red balls fall", **kw)
+    assert np.array_equal(a.frames, b.frames)

@@ -90,6 +90,12 @@ def _run_generate(args: argparse.Namespace) -> int:
     seconds = args.seconds
     if out.suffix.lower() == ".png" and seconds is None and args.frames is None:
         seconds = 0.0
+    if pipe.config.normalize_prompts and not args.quiet:
+        from kinema.world.normalize import normalize_prompt
+
+        conditioned = normalize_prompt(args.prompt).text  # generate() logs the words it did not understand
+        if conditioned and conditioned != args.prompt:
+            print(f"prompt read as: {conditioned!r}", file=sys.stderr)
     bar = tqdm(desc="sampling", unit="step", disable=args.quiet, leave=False)
     video = pipe.generate(
         args.prompt, negative_prompt=args.negative, seconds=seconds, frames=args.frames, fps=args.fps,

@@ -35,6 +35,7 @@ def export_pipeline(
     sampler: str = "euler",
     dtype: str = "float16",
     refiner: str | Path | None = None,
+    world_prompts: bool = False,
 ) -> Path:
     """Build and save a ``KinemaPipeline`` folder from a training run's ``final`` folder."""
     final_dir = Path(final_dir)
@@ -59,6 +60,7 @@ def export_pipeline(
         guidance=guidance,
         sampler=sampler,
         text_encoder=text_config,
+        normalize_prompts=world_prompts,
     )
     pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config), Refiner.load(refiner) if refiner is not None else None)
     return pipe.save_pretrained(out, dtype=dtype)
@@ -87,6 +89,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, default=20, help="default sampling steps")
     p.add_argument("--guidance", type=float, default=4.0, help="default guidance scale")
     p.add_argument("--refiner", type=Path, default=None, help="a refiner run's final folder (RUN/final of `kinema train refiner`) to ship beside the model")
+    p.add_argument("--world-prompts", action="store_true", help="rewrite prompts into the Kinema World vocabulary before conditioning (models trained on Kinema World)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16", help="weight storage dtype")
     p.set_defaults(func=run)
 
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_pipeline(
         args.final, args.out, name=args.name, description=args.description, sizes=args.sizes, max_frames=args.max_frames,
         default_seconds=args.seconds, fps=args.fps, steps=args.steps, guidance=args.guidance, dtype=args.dtype, refiner=args.refiner,
+        world_prompts=args.world_prompts,
     )
     print(f"wrote pipeline folder {out}")
     return 0

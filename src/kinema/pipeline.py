@@ -34,6 +34,7 @@ from kinema.flow import SAMPLERS, get_schedule, guided_velocity_fn, resolution_s
 from kinema.flow.samplers import StepInfo
 from kinema.refine import Refiner
 from kinema.safety import Payload, check_prompt, embed_watermark
+from kinema.world.normalize import NormalizedPrompt, normalize_prompt
 from kinema.safety.provenance import WATERMARKED_KEY
 from kinema.modes import MODES, LatentCondition, MediaInput, decode, prepare, run_connect, run_edit, run_extend, run_i2v, run_loop
 from kinema.text import CachedTextEncoder, PromptEncoder, TextEncoder, TextEncoderConfig
@@ -69,6 +70,7 @@ class PipelineConfig:
     negative_prompt: str = ""
     moderation: bool = True  # refuse prompts by policy (kinema.safety) before generating
     watermark: bool = True  # embed the invisible watermark (model id + generation id) in every frame
+    normalize_prompts: bool = False  # rewrite prompts into the Kinema World vocabulary (kinema.world.normalize)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
@@ -154,6 +156,15 @@ class KinemaPipeline:
             self.refiner.save(folder / "refiner", dtype=dtype)
         (folder / PIPELINE_CONFIG_NAME).write_text(json.dumps(config_to_dict(self.config), indent=2) + "\n")
         return folder
+
+    # ----------------------------------------------------------------- prompts
+    def normalize(self, prompt: str) -> NormalizedPrompt:
+        """``prompt`` in the Kinema World vocabulary (synonyms, numerals, word order); unknown words
+        are dropped and named in a logged warning. Used when ``config.normalize_prompts``."""
+        norm = normalize_prompt(prompt)
+        if norm.warning:
+            log.warning("%s", norm.warning)
+        return norm
 
     # ----------------------------------------------------------------- validation
     @property
@@ -335,9 +346,12 @@ class KinemaPipeline:
             frame_count = self.resolve_frames(frames, seconds, fps)
         self.validate(prompt, width, height, frame_count, fps, steps, guidance, sampler)
         if cfg.moderation:
-            check_prompt(prompt)
+            check_prompt(prompt, encoder=self.text_encoder)
             if negative_prompt:
-                check_prompt(negative_prompt, field_name="negative prompt")
+                check_prompt(negative_prompt, field_name="negative prompt", encoder=self.text_encoder)
+        user_prompt = prompt
+        if cfg.normalize_prompts:  # moderation saw what the user wrote; the model sees its own vocabulary
+            prompt = self.normalize(prompt).text or prompt
         if refine and self.refiner is None:
             raise InvalidInputError(f"model '{self.name}' has no refiner; generate without refine (--refine)")
         if refine and not (0.0 < refine_strength <= 1.0):
@@ -364,6 +378,7 @@ class KinemaPipeline:
         if refine and self.refiner is not None:
             out = self.refiner.refine(out, s, steps=refine_steps or steps, strength=refine_strength, text_encoder=self.text_encoder)
         params = s.record(
+            user_prompt=user_prompt if user_prompt != prompt else None,
             mode=mode, frames=int(out.shape[0]), strength=strength if mode == "edit" else None,
             refine={"steps": refine_steps or steps, "strength": refine_strength} if refine else None,
             output_size=f"{out.shape[2]}x{out.shape[1]}",

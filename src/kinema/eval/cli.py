@@ -3,6 +3,7 @@
     kinema eval --model weights/kinema-world --suite t2v --split heldout --n 50 -o eval-out
     kinema eval --videos data/world-test --suite physics -o eval-out
     kinema eval --ground-truth --suite calibration --n 100 --crf 23 -o eval-out
+    kinema eval --vae src/kinema/weights/default --suite calibration --n 200 -o eval-out
     kinema eval --ground-truth --corrupt mirror --suite t2v --n 30 -o eval-out
 
 Writes ``report.json`` and ``report.html`` into ``-o``; prints the per-metric pass rates.
@@ -15,7 +16,7 @@ import sys
 
 from kinema.eval.corruptions import CORRUPTIONS
 from kinema.eval.report import summarize, write_reports
-from kinema.eval.runner import RunConfig, run_ground_truth, run_model, run_videos
+from kinema.eval.runner import RunConfig, run_ground_truth, run_model, run_vae, run_videos
 from kinema.eval.suites import SUITES, get_suite
 from kinema.eval.thresholds import THRESHOLD_PRESETS
 
@@ -29,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     src.add_argument("--model", help="a Kinema pipeline folder: generate from each clip's caption")
     src.add_argument("--videos", help="a folder of MP4s with their spec JSON (manifest.jsonl from `kinema world`, or x.mp4 + x.json)")
     src.add_argument("--ground-truth", action="store_true", help="evaluate ground-truth renders (calibration)")
+    src.add_argument("--vae", help="a VAE folder (or a pipeline folder): evaluate its reconstructions of ground-truth renders, with PSNR")
     p.add_argument("--suite", default="t2v", choices=sorted(SUITES), help="which suite (default t2v)")
     p.add_argument("--split", default="heldout", help="world split the clips come from (default heldout)")
     p.add_argument("--n", type=int, default=20, help="number of clips (default 20)")
@@ -55,13 +57,17 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--size must be WIDTHxHEIGHT, e.g. 64x64; got {args.size!r}") from e
     if args.n < 1:
         raise InvalidInputError(f"--n must be >= 1, got {args.n}")
-    if (args.crf is not None or args.corrupt) and not args.ground_truth:
-        raise InvalidInputError("--crf and --corrupt apply to --ground-truth only")
+    if args.corrupt and not args.ground_truth:
+        raise InvalidInputError("--corrupt applies to --ground-truth only")
+    if args.crf is not None and not (args.ground_truth or args.vae):
+        raise InvalidInputError("--crf applies to --ground-truth and --vae only")
     cfg = RunConfig(split=args.split, n=args.n, seed=args.seed, width=w, height=h, fps=args.fps,
                     num_frames=args.frames, crf=args.crf, corruption=args.corrupt, thresholds=args.thresholds)
     suite = get_suite(args.suite)
     if args.model:
         result = run_model(suite, args.model, cfg, steps=args.steps, guidance=args.guidance)
+    elif args.vae:
+        result = run_vae(suite, args.vae, cfg)
     elif args.videos:
         result = run_videos(suite, args.videos, cfg)
     else:
@@ -70,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     s = summarize(result)
     print(f"suite {suite.name} on {result.source}: {s['clips']} clips, "
           f"{(s['clip_pass_rate'] or 0.0):.1%} pass every metric")
+    if s["psnr"]:
+        ps = s["psnr"]
+        print(f"  reconstruction PSNR mean {ps['mean_db']:.2f} dB, median {ps['median_db']:.2f}, "  # type: ignore[index]
+              f"10th percentile {ps['p10_db']:.2f}, min {ps['min_db']:.2f}")  # type: ignore[index]
     for name, v in s["metrics"].items():  # type: ignore[union-attr]
         if v["clips"]:
             lo, hi = v["ci95"]

@@ -53,7 +53,14 @@ def summarize(run: SuiteRun) -> dict[str, object]:
         "clip_pass_ci95": [lo, hi] if run.clips else None,
         "skipped": len(run.skipped), "skipped_clips": [k.to_dict() for k in run.skipped], "metrics": per,
         "results": [c.to_dict() for c in run.clips],
+        "psnr": _psnr_summary(run.psnr) if run.psnr else None,
     }
+
+
+def _psnr_summary(values: dict[str, float]) -> dict[str, object]:
+    v = np.array(list(values.values()), dtype=float)
+    return {"mean_db": float(v.mean()), "median_db": float(np.median(v)), "min_db": float(v.min()),
+            "p10_db": float(np.percentile(v, 10)), "clips": int(v.size), "per_clip": dict(values)}
 
 
 def _png(img: Image.Image) -> str:

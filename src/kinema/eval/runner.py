@@ -78,6 +78,7 @@ class SuiteRun:
     clips: list[ClipResult] = field(default_factory=list)
     strips: dict[str, np.ndarray] = field(default_factory=dict)  # clip_id -> uint8 (8, h, w, 3)
     skipped: list[SkippedClip] = field(default_factory=list)
+    psnr: dict[str, float] = field(default_factory=dict)  # clip_id -> dB against the ground truth (VAE runs)
 
 
 def _strip(frames: np.ndarray, k: int = 8) -> np.ndarray:
@@ -230,4 +231,39 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
         out = pipe.generate(spec.caption, **kwargs)  # type: ignore[arg-type]
         log.info("generated %s: %s", cid, spec.caption)
         _add(run, cid, out.frames, spec, k, cond, th)
+    return run
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 clips ``(f, h, w, 3)`` (peak 255)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def run_vae(suite: Suite, vae_path: str | Path, cfg: RunConfig) -> SuiteRun:
+    """Reconstruct ground-truth renders through a VAE (encode to the posterior mean, decode) and
+    evaluate the reconstructions; ``SuiteRun.psnr`` holds each clip's PSNR against its render.
+
+    ``vae_path`` is a VAE component folder, or a pipeline folder holding ``vae/``.
+    """
+    import torch
+
+    from kinema.checkpoint import load_component
+    from kinema.vae import CausalVAE, VAEConfig
+
+    folder = Path(vae_path)
+    if (folder / "vae" / "config.json").is_file():
+        folder = folder / "vae"
+    vae = load_component(CausalVAE, VAEConfig, folder).eval()
+    th = THRESHOLD_PRESETS[cfg.thresholds]
+    run = SuiteRun(suite, f"vae:{vae_path}", cfg, th)
+    for cid, spec, frames in ground_truth_specs(suite, cfg, run):
+        with torch.no_grad():
+            x = Video(frames, spec.fps).to_tensor()  # (1, 3, f, h, w) in [-1, 1]
+            recon = Video.from_tensor(vae.decode(vae.encode(x).mode()), spec.fps).frames
+        if cfg.crf is not None:
+            recon = mp4_round_trip(recon, cfg.fps, cfg.crf)
+        run.psnr[cid] = psnr(recon, frames)
+        k, cond = _condition(suite, frames)
+        _add(run, cid, recon, spec, k, cond, th)
     return run

@@ -60,10 +60,18 @@ def inspect_file(path: str | Path, *, config: WatermarkConfig | None = None, tru
     path = Path(path)
     if not path.is_file():
         raise VideoIOError(f"no such file: '{path}'")
-    video = read_video(path)
-    detection = detect_watermark(video.frames, config)
     c2pa = verify_file(path, trust_anchors) if path.suffix.lower() in MIME_TYPES else C2paReport(present=False)
+    try:
+        detection = detect_watermark(read_video(path).frames, config)
+        decode_error = None
+    except VideoIOError as e:  # a damaged file: still report its C2PA manifest (tampering), if any
+        if not c2pa.present:
+            raise
+        detection = Detection(present=False, payload=None, score=0.0, confidence=0.0, scale=1.0, shift=(0, 0), bit_errors=0, crc_ok=False)
+        decode_error = str(e)
     report = DetectReport(path=str(path), watermark=detection, c2pa=c2pa)
+    if decode_error is not None:
+        report.notes.append(f"frames could not be decoded, watermark not checked: {decode_error}")
     if path.suffix.lower() not in MIME_TYPES:
         report.notes.append(f"C2PA is not checked for {path.suffix} files")
     report.record = load_record(path)

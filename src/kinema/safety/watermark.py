@@ -66,16 +66,18 @@ class WatermarkConfig:
 
     key: int = 0x4B494E45
     tile: int = 64
-    min_freq: float = 3.0
-    max_freq: float = 13.0
-    strength: float = 2.4
+    min_freq: float = 2.0
+    max_freq: float = 10.0
+    strength: float = 2.5
     scales: tuple[float, ...] = (1.0, 2.0, 1.25, 0.5)
     blur: int = 2
     clip: float = 3.0
-    edge: float = 10.0
+    edge: float = 6.0
     min_flat: float = 0.3
     mix: float = 0.25
     threshold: float = 6.0
+    peaks: int = 1
+    edge_gain: float = 0.3
 
     def __post_init__(self) -> None:
         n_freqs = len(_band(self))
@@ -283,8 +285,27 @@ def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfi
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise InvalidInputError(f"frames must be uint8 (f, h, w, 3); got {frames.dtype} {tuple(frames.shape)}")
     pattern = watermark_pattern(config, payload, frames.shape[1], frames.shape[2])  # (h, w)
-    out = frames.astype(np.float32) + pattern[None, :, :, None]  # (f, h, w, 3)
+    offset = _embed_gain(frames, config) * pattern[None]  # (f, h, w)
+    offset *= config.strength / max(float(np.sqrt(np.mean(offset**2))), 1e-6)  # exactly `strength` RMS
+    out = frames.astype(np.float32) + offset[..., None]  # (f, h, w, 3)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _embed_gain(frames: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+    """Per-pixel amplitude ``(f, h, w)`` of the mark (1 = uniform).
+
+    The detector ignores pixels near strong edges (unless the clip is mostly busy, see
+    ``min_flat``), so the mark there is spent for nothing: those pixels get ``edge_gain`` times
+    the amplitude of flat pixels. ``embed_watermark`` rescales the result to ``strength`` RMS, so
+    the energy saved at edges goes to flat pixels and the PSNR does not change.
+    """
+    ones = np.ones(frames.shape[:3], dtype=np.float32)
+    if config.edge_gain >= 1.0 or config.edge <= 0:
+        return ones
+    flat = _flat_weight(_luma(frames), config)[:, 0].numpy()  # (f, h, w) 1 = flat
+    if float(flat.mean()) < config.min_flat:  # the detector reads every pixel of busy clips
+        return ones
+    return config.edge_gain + (1.0 - config.edge_gain) * flat
 
 
 # --------------------------------------------------------------------------- detection
@@ -362,15 +383,21 @@ def _soft_bits(y: torch.Tensor, config: WatermarkConfig) -> list[tuple[np.ndarra
     corr = np.fft.ifft2(folded_fft * bit_fft).real  # (K, T, T): correlation at every shift
     ref = np.fft.ifft2(folded_fft * ref_fft).real  # (m, T, T)
     energy = (corr**2).sum(axis=0)  # (T, T)
-    dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
     half = config.tile // 2
+    folded_energy = energy.reshape(2, half, 2, half).sum(axis=(0, 2))  # (T/2, T/2): the sum is half-tile periodic
+    local_max = folded_energy >= np.max(
+        [np.roll(folded_energy, (oy, ox), axis=(0, 1)) for oy in (-1, 0, 1) for ox in (-1, 0, 1)], axis=0
+    )
+    ranked = np.argsort(np.where(local_max, folded_energy, -np.inf), axis=None)[::-1][: config.peaks]
     out = []
-    for oy in (0, half):
-        for ox in (0, half):
-            sy, sx = (dy + oy) % config.tile, (dx + ox) % config.tile
-            c, q = corr[:, sy, sx], ref[:, sy, sx]
-            llr = c * _soft_weights(c, q, radius, config.mix)
-            out.append((llr / (np.sqrt(np.mean(llr**2)) + 1e-12), (int(sy), int(sx))))
+    for flat in ranked:
+        dy, dx = np.unravel_index(int(flat), folded_energy.shape)
+        for oy in (0, half):
+            for ox in (0, half):
+                sy, sx = int(dy + oy), int(dx + ox)
+                c, q = corr[:, sy, sx], ref[:, sy, sx]
+                llr = c * _soft_weights(c, q, radius, config.mix)
+                out.append((llr / (np.sqrt(np.mean(llr**2)) + 1e-12), (sy, sx)))
     return out
 
 
@@ -420,7 +447,7 @@ def detect_watermark(frames: np.ndarray, config: WatermarkConfig | None = None) 
                 present=present,
                 payload=Payload.from_bits(info) if present else None,
                 score=score,
-                confidence=_confidence(score, 4 * len(config.scales)) if present else 0.0,
+                confidence=_confidence(score, 4 * config.peaks * len(config.scales)) if present else 0.0,
                 scale=scale,
                 shift=shift,
                 bit_errors=errors,
