@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROMPT ?= a red ball bounces on a light background
 OUT ?= out/demo.mp4
 
-.PHONY: setup demo test test-slow lock clean
+.PHONY: setup demo test test-slow default-model lock clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
+
+# Retrain the bundled default model from scratch (resumable; about two hours on a 2-core CPU).
+default-model: setup
+	bash scripts/train_default_model.sh
 
 # Re-pin every transitive dependency after changing pyproject.toml.
 lock:

@@ -33,6 +33,16 @@ def clips() -> list[np.ndarray]:
     return [sample_example("train", 7, i)[1] for i in range(3)]  # (33, 64, 64, 3) uint8 each
 
 
+def soften(frames: np.ndarray) -> np.ndarray:
+    """Blur (3x3 binomial, twice) and halve the contrast: the soft, washed-out look of a small model's output."""
+    x = frames.astype(np.float32)
+    for _ in range(2):
+        p = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+        x = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4
+        x = (x[:, :, :-2] + 2 * x[:, :, 1:-1] + x[:, :, 2:]) / 4
+    return np.clip(np.rint(x.mean() + 0.5 * (x - x.mean())), 0, 255).astype(np.uint8)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10.0 * np.log10(255.0**2 / mse)
@@ -90,10 +100,39 @@ def _crop10(frames: np.ndarray, tmp_path) -> np.ndarray:
 
 @pytest.mark.parametrize("transform", [_h264, _gif, _down50, _crop10])
 def test_detected_after_transformations(clips, tmp_path, transform):
-    for frames in clips:
+    for frames in [*clips, *map(soften, clips)]:
         d = detect_watermark(transform(embed_watermark(frames, PAYLOAD), tmp_path))
         assert d.present and d.payload == PAYLOAD, (transform.__name__, d)
         assert d.confidence > 0.9
+
+
+def test_mark_moves_off_edges_at_constant_psnr(clips):
+    """Pixels near strong edges (ignored by the detector) get ``edge_gain`` of the flat pixels' amplitude;
+    the clip's total mark energy, hence its PSNR, is the same as with a uniform mark."""
+    frames = clips[1]
+    config = WatermarkConfig()
+    uniform = embed_watermark(frames, PAYLOAD, replace(config, edge_gain=1.0))
+    shaped = embed_watermark(frames, PAYLOAD, config)
+    assert abs(psnr(frames, uniform) - psnr(frames, shaped)) < 0.1
+    luma = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    edge = np.zeros(luma.shape, dtype=bool)
+    edge[:, 1:] |= np.abs(np.diff(luma, axis=1)) > config.edge
+    edge[:, :, 1:] |= np.abs(np.diff(luma, axis=2)) > config.edge
+    delta = np.abs(shaped.astype(np.float32) - frames.astype(np.float32))[..., 0]
+    assert 0.05 < edge.mean() < 0.5
+    assert delta[edge].mean() < 0.6 * delta[~edge].mean()
+
+
+def test_damaged_mark_is_never_read_as_another_payload(clips):
+    """Marks drowned in noise must read as absent, never as a different (wrong) payload."""
+    rng = np.random.default_rng(2)
+    for i, frames in enumerate(clips):
+        marked = embed_watermark(frames, PAYLOAD).astype(np.float32)
+        for sigma in (6.0, 12.0, 24.0):
+            noisy = np.clip(np.rint(marked + rng.normal(0, sigma, marked.shape)), 0, 255).astype(np.uint8)
+            d = detect_watermark(noisy)
+            assert d.payload in (None, PAYLOAD) and d.present == (d.payload is not None), (i, sigma, d)
+            assert d.present or d.confidence == 0.0
 
 
 def test_no_false_positive_on_unmarked_content(clips, tmp_path):

@@ -259,6 +259,26 @@ def test_vae_loss_terms() -> None:
         vae_loss(x, VAEOutput(recon=x[:, :, :1], posterior=post))
 
 
+def test_foreground_weighted_loss_counts_object_pixels_more() -> None:
+    from kinema.vae.losses import foreground_weights
+
+    clip = moving_square_clip(frames=3, size=16)  # a red square (partly out of frame) on a light background
+    w = foreground_weights(clip, 9.0)
+    assert w.shape == (1, 1, 3, 16, 16)
+    red_pixels = int((clip[0, 1] < 0).sum())  # green channel 40 (< 127.5) only inside the square
+    assert set(torch.unique(w).tolist()) == {1.0, 10.0} and int((w == 10.0).sum()) == red_pixels > 200
+    post = DiagonalGaussian(torch.zeros(1, 4, 2, 4, 4), torch.zeros(1, 4, 2, 4, 4))
+    grey_object = clip.clone()
+    grey_object[w.expand_as(clip) > 1] = 0.0  # the object drawn grey: an error on object pixels only
+    plain = vae_loss(clip, VAEOutput(recon=grey_object, posterior=post), grad_weight=0.0)
+    weighted = vae_loss(clip, VAEOutput(recon=grey_object, posterior=post), grad_weight=0.0, foreground_weight=9.0)
+    assert float(weighted.l1) > 2.5 * float(plain.l1)  # the object's share of the loss grows
+    offset = vae_loss(clip, VAEOutput(recon=clip + 0.1, posterior=post), grad_weight=0.0, foreground_weight=9.0)
+    torch.testing.assert_close(offset.l1, torch.tensor(0.1))  # a weighted mean: uniform errors keep their scale
+    with pytest.raises(InvalidInputError, match="foreground_weight"):
+        vae_loss(clip, VAEOutput(recon=clip, posterior=post), foreground_weight=-1.0)
+
+
 def moving_square_clip(frames: int = 9, size: int = 32) -> torch.Tensor:
     """A red square sliding right and down over a light background. ``(1, 3, f, h, w)`` in [-1, 1]."""
     clip = torch.full((1, 3, frames, size, size), 200 / 127.5 - 1)

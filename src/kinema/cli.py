@@ -176,7 +176,7 @@ def _optional_command_modules() -> list:
     import importlib
 
     modules = []
-    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.train.cli", "kinema.export", "kinema.safety.cli", "kinema.serve.cli", "kinema.ui.cli"):
+    for name in ("kinema.world.cli", "kinema.eval.cli", "kinema.eval.modes_cli", "kinema.train.cli", "kinema.export", "kinema.safety.cli", "kinema.serve.cli", "kinema.ui.cli"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as e:

@@ -52,6 +52,19 @@ def gradient_loss(video: Tensor, recon: Tensor) -> Tensor:
     return torch.stack(terms).mean()
 
 
+def foreground_weights(video: Tensor, weight: float, threshold: float = 0.1) -> Tensor:
+    """Per-pixel loss weights ``1 + weight * [pixel differs from its frame's background]``.
+
+    The background of a frame is its per-channel median colour (flat backgrounds cover most of a
+    world frame); a pixel is foreground when its colour is more than ``threshold`` (in ``[-1, 1]``
+    units, summed over channels) away from it. ``video``: ``(b, 3, f, h, w)`` -> ``(b, 1, f, h, w)``.
+    """
+    flat = video.flatten(3)  # (b, c, f, h*w)
+    background = flat.median(dim=3).values[..., None, None]  # (b, c, f, 1, 1)
+    mask = ((video - background).abs().sum(dim=1, keepdim=True) > threshold).to(video.dtype)  # (b, 1, f, h, w)
+    return 1.0 + weight * mask
+
+
 def vae_loss(
     video: Tensor,
     output: VAEOutput,
@@ -59,6 +72,7 @@ def vae_loss(
     l1_weight: float = 1.0,
     mse_weight: float = 1.0,
     grad_weight: float = 0.5,
+    foreground_weight: float = 0.0,
 ) -> VAELoss:
     """VAE training loss.
 
@@ -69,18 +83,30 @@ def vae_loss(
 
     ``video``: target ``(b, 3, f, h, w)`` in ``[-1, 1]``; ``output``: :class:`VAEOutput` of the model
     on it. ``total = l1_weight * L1 + mse_weight * MSE + grad_weight * grad + kl_weight * kl``.
+
+    ``foreground_weight > 0`` weighs L1 and MSE per pixel by :func:`foreground_weights` (a weighted
+    mean). Objects cover a few percent of a world frame and carry all of its colour (backgrounds,
+    floors and walls are grey): unweighted, a VAE learned the backgrounds and drew the objects as
+    faint grey blobs (24.6 dB after 2,000 steps); see docs/architecture.md.
     """
     if output.recon.shape != video.shape:
         raise InvalidInputError(
             f"recon shape {tuple(output.recon.shape)} invalid: must equal the video shape {tuple(video.shape)}"
         )
-    weights = {"kl_weight": kl_weight, "l1_weight": l1_weight, "mse_weight": mse_weight, "grad_weight": grad_weight}
+    weights = {"kl_weight": kl_weight, "l1_weight": l1_weight, "mse_weight": mse_weight, "grad_weight": grad_weight,
+               "foreground_weight": foreground_weight}
     for name, value in weights.items():
         if value < 0:
             raise InvalidInputError(f"{name}={value} invalid: must be >= 0")
     recon = output.recon
-    l1 = F.l1_loss(recon, video)
-    mse = F.mse_loss(recon, video)
+    if foreground_weight > 0:
+        w = foreground_weights(video, foreground_weight)  # (b, 1, f, h, w)
+        norm = w.mean() * video.shape[1]
+        l1 = ((recon - video).abs() * w).mean() * video.shape[1] / norm
+        mse = ((recon - video).pow(2) * w).mean() * video.shape[1] / norm
+    else:
+        l1 = F.l1_loss(recon, video)
+        mse = F.mse_loss(recon, video)
     grad = gradient_loss(video, recon) if grad_weight > 0 else recon.new_zeros(())
     pixels_per_sample = video[0].numel()
     kl = output.posterior.kl().mean() / pixels_per_sample

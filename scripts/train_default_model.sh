@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Reproduce the bundled default model (kinema-world) from nothing, on a CPU, with Kinema's own commands.
+# Every stage resumes: run it again after an interruption and it continues where it stopped.
+#   bash scripts/train_default_model.sh            # or: make default-model
+# Stages and their wall time on the 2-core development machine are in MODEL_CARD.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+K=${KINEMA:-.venv/bin/kinema}
+OUT=${OUT:-src/kinema/weights/default}
+
+# 1) data: 12,000 Kinema World clips in five buckets (1, 2, 4 s at 64x64; 2 s at 96x64 and 64x96)
+if [ ! -f data/wd/manifest.jsonl ]; then
+  make_part() { [ -f "data/wd/$1/manifest.jsonl" ] || $K world dataset --split train --n "$2" --start "$3" --size "$4" --frames "$5" --out "data/wd/$1"; }
+  make_part a33 6000 0 64x64 33
+  make_part a65 1500 6000 64x64 65
+  make_part a17 1500 7500 64x64 17
+  make_part w33 1500 9000 96x64 33
+  make_part t33 1500 10500 64x96 33
+  .venv/bin/python - <<'PY'
+import json
+with open("data/wd/manifest.jsonl.tmp", "w") as out:
+    for part in ["a33", "a65", "a17", "w33", "t33"]:
+        for line in open(f"data/wd/{part}/manifest.jsonl"):
+            row = json.loads(line)
+            row["path"], row["spec"] = f"{part}/{row['path']}", f"{part}/{row['spec']}"
+            out.write(json.dumps(row) + "\n")
+PY
+  mv data/wd/manifest.jsonl.tmp data/wd/manifest.jsonl
+fi
+
+# 2) the VAE, on 9-frame clips rendered on the fly (one thread keeps it steady on a shared CPU)
+[ -d runs/vae-default/final ] || OMP_NUM_THREADS=${VAE_THREADS:-1} $K train vae --preset world \
+  --config configs/vae_default.yaml --data world:train --out runs/vae-default --resume latest
+
+# 3) latent and text caches, then the DiT
+[ -f caches/default/latents/index.json ] || $K cache latents --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
+[ -f caches/default/text/index.json ] || $K cache text --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
+[ -d runs/dit-default/final ] || $K train dit --preset world --config configs/dit_default.yaml \
+  --data caches/default --cache caches/default --out runs/dit-default --resume latest
+
+# 4) the pipeline folder (fp16), with the world-vocabulary prompt normaliser on
+$K export runs/dit-default/final --out "$OUT" --name kinema-world \
+  --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts
+echo "default model written to $OUT"
