@@ -20,6 +20,7 @@ from kinema.safety.watermark import (
     detect_watermark,
     embed_watermark,
     encode_payload,
+    list_viterbi_decode,
     viterbi_decode,
 )
 from kinema.video import Video, read_video
@@ -63,6 +64,20 @@ def test_crc_and_convolutional_code_correct_errors():
     assert not np.array_equal(crc16(bits), crc16(other))
     assert Payload.from_bits(bits) == PAYLOAD
     assert encode_payload(PAYLOAD).shape == (CODED_BITS,)
+
+
+def test_list_viterbi_ranks_distinct_paths():
+    rng = np.random.default_rng(3)
+    info = rng.integers(0, 2, INFO_BITS).astype(np.uint8)
+    soft = (1.0 - 2.0 * conv_encode(info)) + rng.normal(0, 1.0, CODED_BITS)
+    paths = list_viterbi_decode(soft, 8)
+    assert len(paths) == 8 and np.array_equal(paths[0], viterbi_decode(soft))
+    assert len({p.tobytes() for p in paths}) == 8
+    metrics = [float(soft @ (1.0 - 2.0 * conv_encode(p))) for p in paths]
+    assert all(a >= b - 1e-9 for a, b in zip(metrics, metrics[1:]))  # best first
+    # brute force over every single-bit change of the best path: none beats the second-best path
+    flips = [paths[0] ^ (np.arange(INFO_BITS) == i).astype(np.uint8) for i in range(INFO_BITS)]
+    assert max(float(soft @ (1.0 - 2.0 * conv_encode(f))) for f in flips) <= metrics[1] + 1e-9
 
 
 def test_invisible_and_fast(clips):

