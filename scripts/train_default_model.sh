@@ -8,14 +8,14 @@ cd "$(dirname "$0")/.."
 K=${KINEMA:-.venv/bin/kinema}
 OUT=${OUT:-src/kinema/weights/default}
 
-# 1) data: 8,000 Kinema World clips in five buckets (1, 2, 4 s at 64x64; 2 s at 96x64 and 64x96)
+# 1) data: 4,800 Kinema World clips in five buckets (1, 2, 4 s at 64x64; 2 s at 96x64 and 64x96)
 if [ ! -f data/wd/manifest.jsonl ]; then
   make_part() { [ -f "data/wd/$1/manifest.jsonl" ] || $K world dataset --split train --n "$2" --start "$3" --size "$4" --frames "$5" --out "data/wd/$1"; }
-  make_part a33 4000 0 64x64 33
-  make_part a65 1000 6000 64x64 65
-  make_part a17 1000 7500 64x64 17
-  make_part w33 1000 9000 96x64 33
-  make_part t33 1000 10500 64x96 33
+  make_part a33 2400 0 64x64 33
+  make_part a65 600 6000 64x64 65
+  make_part a17 600 7500 64x64 17
+  make_part w33 600 9000 96x64 33
+  make_part t33 600 10500 64x96 33
   .venv/bin/python - <<'PY'
 import json
 with open("data/wd/manifest.jsonl.tmp", "w") as out:
