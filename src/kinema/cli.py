@@ -90,12 +90,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     seconds = args.seconds
     if out.suffix.lower() == ".png" and seconds is None and args.frames is None:
         seconds = 0.0
-    if pipe.config.normalize_prompts and not args.quiet:
-        from kinema.world.normalize import normalize_prompt
-
-        conditioned = normalize_prompt(args.prompt).text  # generate() logs the words it did not understand
-        if conditioned and conditioned != args.prompt:
-            print(f"prompt read as: {conditioned!r}", file=sys.stderr)
     bar = tqdm(desc="sampling", unit="step", disable=args.quiet, leave=False)
     video = pipe.generate(
         args.prompt, negative_prompt=args.negative, seconds=seconds, frames=args.frames, fps=args.fps,
@@ -106,6 +100,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     bar.close()
     params = json.loads(video.metadata["kinema:params"])
+    if "user_prompt" in params and not args.quiet:  # normalized to the world vocabulary; generate() logged unknown words
+        print(f"prompt read as: {params['prompt']!r}", file=sys.stderr)
     generation_id = video.metadata.get(WATERMARKED_KEY) or new_generation_id()
     path = finalize_output(video, out, params, model_id=pipe.name, generation_id=generation_id)
     if not args.quiet:

@@ -26,6 +26,7 @@ from kinema.errors import InvalidInputError, KinemaError
 from kinema.eval.corruptions import CORRUPTIONS
 from kinema.eval.evaluate import ClipResult, evaluate_frames
 from kinema.eval.expectations import from_spec
+from kinema.eval.modes import psnr
 from kinema.eval.suites import Suite
 from kinema.eval.thresholds import THRESHOLD_PRESETS, Thresholds
 from kinema.video import Video, read_video
@@ -232,12 +233,6 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
         log.info("generated %s: %s", cid, spec.caption)
         _add(run, cid, out.frames, spec, k, cond, th)
     return run
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 clips ``(f, h, w, 3)`` (peak 255)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
 
 
 def run_vae(suite: Suite, vae_path: str | Path, cfg: RunConfig) -> SuiteRun:

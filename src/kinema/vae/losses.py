@@ -100,10 +100,9 @@ def vae_loss(
             raise InvalidInputError(f"{name}={value} invalid: must be >= 0")
     recon = output.recon
     if foreground_weight > 0:
-        w = foreground_weights(video, foreground_weight)  # (b, 1, f, h, w)
-        norm = w.mean() * video.shape[1]
-        l1 = ((recon - video).abs() * w).mean() * video.shape[1] / norm
-        mse = ((recon - video).pow(2) * w).mean() * video.shape[1] / norm
+        w = foreground_weights(video, foreground_weight)  # (b, 1, f, h, w), broadcast over channels
+        l1 = ((recon - video).abs() * w).mean() / w.mean()  # weighted means
+        mse = ((recon - video).pow(2) * w).mean() / w.mean()
     else:
         l1 = F.l1_loss(recon, video)
         mse = F.mse_loss(recon, video)
