@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--frames", type=int, default=33, help="frames per clip (default 33)")
     p.add_argument("--fps", type=float, default=16.0)
     p.add_argument("--size", default="64x64", help="WIDTHxHEIGHT (default 64x64)")
-    p.add_argument("--crf", type=int, default=None, help="ground truth: MP4 round trip at this CRF")
+    p.add_argument("--crf", type=int, default=None, help="ground truth or --vae: MP4 round trip at this CRF")
     p.add_argument("--corrupt", default="", choices=[""] + sorted(CORRUPTIONS), help="ground truth: break the videos this way")
     p.add_argument("--thresholds", default="default", choices=sorted(THRESHOLD_PRESETS))
     p.add_argument("--steps", type=int, default=None, help="model: sampling steps (default: the model's)")
