@@ -345,3 +345,29 @@ def test_text_embedding_pad_and_cat() -> None:
     assert torch.equal(a.pad_to(3).states, a.states)
     with pytest.raises(InvalidInputError, match="allowed lengths >= 5"):
         b.pad_to(2)
+
+
+def test_guidance_precomputes_dit_text_once_with_the_same_result() -> None:
+    """With a real DiT the text projection and cross-attention K/V are computed once per sampling
+    run (``bind_text``), and the guided velocity equals two plain forward passes."""
+    from kinema.dit import DIT_PRESETS, DiT
+
+    torch.manual_seed(0)
+    dit = DiT(DIT_PRESETS["tiny"]).eval()
+    for p in dit.parameters():  # leave adaLN-zero's identity start so the output depends on text
+        torch.nn.init.normal_(p, std=0.05)
+    dim = dit.config.text_dim
+    text, negative = _embedding([5], seed=30, dim=dim), _embedding([2], seed=31, dim=dim)
+    x = torch.randn(1, dit.config.in_channels, 2, 4, 4)
+    t = torch.tensor([0.7])
+    calls = []
+    original = dit.prepare_text
+    dit.prepare_text = lambda s, m: calls.append(1) or original(s, m)  # type: ignore[method-assign]
+    fn = guided_velocity_fn(dit, text, negative, 3.0)
+    with torch.no_grad():
+        out = [fn(x, t) for _ in range(3)]
+        v_c = dit(x, t, text.states, text.mask)
+        v_u = dit(x, t, negative.states, negative.mask)
+    assert len(calls) == 1 + 2  # once for the guided fn, then once per plain call above
+    torch.testing.assert_close(out[0], v_u + 3.0 * (v_c - v_u), atol=1e-5, rtol=1e-5)
+    assert torch.equal(out[0], out[2])

@@ -311,3 +311,22 @@ def test_tiny_vae_learns_to_reconstruct_a_clip() -> None:
     final = eval_recon()
     print(f"tiny VAE: recon L1 {initial:.4f} -> {final:.4f} in 200 steps ({elapsed:.1f} s)")
     assert final < 0.3 * initial
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_oneDNN_conv_matches_conv3d_with_gradients(batch: int) -> None:
+    """`conv3d` forces oneDNN on CPU (the batch-1 decode path); values and gradients match nn.Conv3d."""
+    from kinema.vae.layers import conv3d
+
+    torch.manual_seed(0)
+    for conv in (torch.nn.Conv3d(6, 10, 3, padding=(0, 1, 1)), torch.nn.Conv3d(6, 10, 3, stride=(2, 2, 2), padding=(0, 1, 1)), torch.nn.Conv3d(6, 4, 1)):
+        x = torch.randn(batch, 6, 5, 8, 8, requires_grad=True)
+        ours = conv3d(conv, x)
+        ours.square().sum().backward()
+        grads = (x.grad.clone(), conv.weight.grad.clone())  # type: ignore[union-attr]
+        x.grad, conv.weight.grad = None, None
+        ref = conv(x)
+        ref.square().sum().backward()
+        torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(grads[0], x.grad, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(grads[1], conv.weight.grad, atol=1e-3, rtol=1e-4)

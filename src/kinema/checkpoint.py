@@ -105,6 +105,9 @@ def read_component_config(config_cls: type, folder: str | Path, expected_class: 
     return config, header
 
 
+META_INIT_BYTES = 256 * 2**20  # components with larger weight files are built on the meta device
+
+
 def load_component(model_cls: type[M], config_cls: type, folder: str | Path, *, strict: bool = True, device: str | torch.device = "cpu") -> M:
     """Build ``model_cls(config)`` from ``folder`` and load its weights in float32.
 
@@ -119,7 +122,12 @@ def load_component(model_cls: type[M], config_cls: type, folder: str | Path, *, 
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, RuntimeError) as e:
         raise ModelLoadError(f"cannot read weights '{weights}': {e}") from e
-    with torch.device("meta"):
+    if weights.stat().st_size > META_INIT_BYTES:
+        with torch.device("meta"):  # skip initialising weights that are overwritten next
+            model = model_cls(config)
+    else:
+        # Small models initialise in milliseconds; the meta-device context would instead import
+        # torch._dynamo (about 1 s on a 2-core CPU), which dominated `kinema generate`'s load time.
         model = model_cls(config)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))

@@ -12,12 +12,14 @@ unconditional/negative one, ``scale > 1`` pushes samples toward the prompt and a
 negative prompt. Both branches run as ONE batched model call ``(2b, ...)``: the prompt and negative
 token states are right-padded to one length (the model's text mask hides the padding), and the
 image/video conditioning (``cond_latents``, ``cond_mask``) is given to both branches, so guidance
-acts on the text only.
+acts on the text only. A model with ``prepare_text`` (the DiT) has its text projection and every
+block's cross-attention keys/values computed once here and reused at every sampling step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -40,6 +42,20 @@ class VelocityModel(Protocol):
         cond_latents: Tensor | None = None,  # (b, c, f, h, w) clean latents of given frames
         cond_mask: Tensor | None = None,  # (b, f) 1 = latent frame given
     ) -> Tensor: ...
+
+
+BoundModel = Callable[[Tensor, Tensor, Tensor | None, Tensor | None], Tensor]  # (x, t, cond_latents, cond_mask) -> v
+
+
+def bind_text(model: VelocityModel, states: Tensor, mask: Tensor) -> BoundModel:
+    """``model`` with its text fixed. When the model can precompute its text-only work
+    (``prepare_text(states, mask)``, as `kinema.dit.DiT` does), that happens once here instead of
+    at every step; the result is the same."""
+    prepare = getattr(model, "prepare_text", None)
+    if prepare is None:
+        return lambda x, t, cl, cm: model(x, t, states, mask, cl, cm)
+    cache = prepare(states, mask)
+    return lambda x, t, cl, cm: model(x, t, cond_latents=cl, cond_mask=cm, text_cache=cache)  # type: ignore[call-arg]
 
 
 def combine_guidance(v_cond: Tensor, v_uncond: Tensor, scale: float) -> Tensor:
@@ -76,10 +92,11 @@ def guided_velocity_fn(
             )
 
     if scale == 1.0:
+        bound = bind_text(model, text.states, text.mask)
 
         def conditional(x: Tensor, t: Tensor) -> Tensor:
             _check_batch(x, b)
-            return model(x, t, text.states, text.mask, cond_latents, cond_mask)
+            return bound(x, t, cond_latents, cond_mask)
 
         return conditional
 
@@ -97,14 +114,13 @@ def guided_velocity_fn(
     both = TextEmbedding.cat([text, negative])  # (2b, l, d), padded to the longer of the two
     cond_latents2 = None if cond_latents is None else torch.cat([cond_latents, cond_latents])
     cond_mask2 = None if cond_mask is None else torch.cat([cond_mask, cond_mask])
+    bound = bind_text(model, both.states, both.mask)
 
     def guided(x: Tensor, t: Tensor) -> Tensor:
         _check_batch(x, b)
-        v = model(
+        v = bound(
             torch.cat([x, x]),  # (2b, c, f, h, w)
             torch.cat([t, t]),  # (2b,)
-            both.states,
-            both.mask,
             cond_latents2,
             cond_mask2,
         )
