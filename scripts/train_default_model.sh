@@ -42,4 +42,11 @@ fi
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
   --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts
+
+# 5) the few-step student (reflow distillation of the pipeline above), then the folder again with it as dit_fast/
+[ -d runs/reflow/final/dit ] || $K train reflow --model "$OUT" --data data/wd/manifest.jsonl \
+  --config configs/reflow_default.yaml --out runs/reflow
+$K export runs/dit-default/final --out "$OUT" --name kinema-world \
+  --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --fast-dit runs/reflow/final/dit
 echo "default model written to $OUT"

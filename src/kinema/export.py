@@ -36,8 +36,14 @@ def export_pipeline(
     dtype: str = "float16",
     refiner: str | Path | None = None,
     world_prompts: bool = False,
+    fast_dit: str | Path | None = None,
+    fast_steps: int = 8,
 ) -> Path:
-    """Build and save a ``KinemaPipeline`` folder from a training run's ``final`` folder."""
+    """Build and save a ``KinemaPipeline`` folder from a training run's ``final`` folder.
+
+    ``fast_dit``: a few-step student (``RUN/final/dit`` of ``kinema train reflow``) shipped as
+    ``dit_fast/`` and sampled with ``fast_steps`` steps by ``generate(fast=True)``.
+    """
     final_dir = Path(final_dir)
     if not final_dir.is_dir():
         raise ModelLoadError(f"run output not found: '{final_dir}' (expected RUN/final from `kinema train dit`)")
@@ -61,8 +67,10 @@ def export_pipeline(
         sampler=sampler,
         text_encoder=text_config,
         normalize_prompts=world_prompts,
+        fast_steps=fast_steps,
     )
-    pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config), Refiner.load(refiner) if refiner is not None else None)
+    student = load_component(DiT, DiTConfig, fast_dit) if fast_dit is not None else None
+    pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config), Refiner.load(refiner) if refiner is not None else None, student)
     return pipe.save_pretrained(out, dtype=dtype)
 
 
@@ -89,6 +97,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, default=20, help="default sampling steps")
     p.add_argument("--guidance", type=float, default=4.0, help="default guidance scale")
     p.add_argument("--refiner", type=Path, default=None, help="a refiner run's final folder (RUN/final of `kinema train refiner`) to ship beside the model")
+    p.add_argument("--fast-dit", type=Path, default=None, help="a few-step student (RUN/final/dit of `kinema train reflow`) to ship as dit_fast/ for --fast")
+    p.add_argument("--fast-steps", type=int, default=8, help="sampling steps of the few-step student")
     p.add_argument("--world-prompts", action="store_true", help="rewrite prompts into the Kinema World vocabulary before conditioning (models trained on Kinema World)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16", help="weight storage dtype")
     p.set_defaults(func=run)
@@ -100,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_pipeline(
         args.final, args.out, name=args.name, description=args.description, sizes=args.sizes, max_frames=args.max_frames,
         default_seconds=args.seconds, fps=args.fps, steps=args.steps, guidance=args.guidance, dtype=args.dtype, refiner=args.refiner,
-        world_prompts=args.world_prompts,
+        world_prompts=args.world_prompts, fast_dit=args.fast_dit, fast_steps=args.fast_steps,
     )
     print(f"wrote pipeline folder {out}")
     return 0

@@ -43,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--thresholds", default="default", choices=sorted(THRESHOLD_PRESETS))
     p.add_argument("--steps", type=int, default=None, help="model: sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="model: guidance scale (default: the model's)")
+    p.add_argument("--fast", action="store_true", help="model: sample with its few-step student (text-to-video suites)")
     p.add_argument("-o", "--out", default="eval-out", help="folder for report.json and report.html")
     p.set_defaults(func=run)
     return p
@@ -59,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--n must be >= 1, got {args.n}")
     if args.corrupt and not args.ground_truth:
         raise InvalidInputError("--corrupt applies to --ground-truth only")
+    if args.fast and not args.model:
+        raise InvalidInputError("--fast applies to --model only")
     if args.crf is not None and not (args.ground_truth or args.vae):
         raise InvalidInputError("--crf applies to --ground-truth and --vae only")
     cfg = RunConfig(split=args.split, n=args.n, seed=args.seed, width=w, height=h, fps=args.fps,
                     num_frames=args.frames, crf=args.crf, corruption=args.corrupt, thresholds=args.thresholds)
     suite = get_suite(args.suite)
     if args.model:
-        result = run_model(suite, args.model, cfg, steps=args.steps, guidance=args.guidance)
+        result = run_model(suite, args.model, cfg, steps=args.steps, guidance=args.guidance, fast=args.fast)
     elif args.vae:
         result = run_vae(suite, args.vae, cfg)
     elif args.videos:

@@ -209,8 +209,10 @@ def run_videos(suite: Suite, folder: str | Path, cfg: RunConfig) -> SuiteRun:
 
 
 def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None = None,
-              guidance: float | None = None) -> SuiteRun:
-    """Generate a video for each accepted ground-truth clip of the split and evaluate it."""
+              guidance: float | None = None, fast: bool = False) -> SuiteRun:
+    """Generate a video for each accepted ground-truth clip of the split and evaluate it.
+
+    ``fast``: sample with the model's few-step student (text-to-video suites only)."""
     from kinema.pipeline import KinemaPipeline
 
     pipe = KinemaPipeline.from_pretrained(model)
@@ -220,11 +222,13 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
     if suite.mode == "extend" and "video" not in params:
         raise InvalidInputError(f"suite {suite.name!r} needs video conditioning; this pipeline's generate() takes {sorted(params)}")
     th = THRESHOLD_PRESETS[cfg.thresholds]
-    run = SuiteRun(suite, f"model:{model}", cfg, th)
+    run = SuiteRun(suite, f"model:{model}" + (" (fast)" if fast else ""), cfg, th)
     for i, (cid, spec, frames) in enumerate(ground_truth_specs(suite, cfg, run)):
         k, cond = _condition(suite, frames)
         kwargs: dict[str, object] = dict(frames=spec.num_frames, fps=spec.fps, width=spec.width, height=spec.height,
                                          steps=steps, guidance=guidance, seed=cfg.seed + i)
+        if fast:
+            kwargs["fast"] = True
         if suite.mode == "i2v":
             kwargs["image"] = cond[0]  # type: ignore[index]
         elif suite.mode == "extend":

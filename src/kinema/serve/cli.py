@@ -32,6 +32,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pro-steps", type=int, default=None, help="sampler steps for sora-2-pro (default: twice --steps)")
     p.add_argument("--poll-after-ms", type=int, default=1000, help="openai-poll-after-ms sent while a video is made (default 1000)")
     p.add_argument("--threads", type=int, default=None, help="torch threads in the worker (default: torch's)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the DiT in the worker: the first video of each size compiles (~20 s), later ones sample ~1.5x faster")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="server log level")
 
 
@@ -58,7 +59,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model=args.model or default_model_path(), data_dir=data_dir, host=args.host, port=args.port, api_keys=keys,
         no_auth=args.no_auth, max_queue=args.max_queue, max_prompt_chars=args.max_prompt_chars, max_upload_bytes=upload,
         max_request_bytes=upload + 2 * MIB, retention_s=int(args.retention_hours * 3600), steps=args.steps,
-        pro_steps=args.pro_steps, poll_after_ms=args.poll_after_ms, threads=args.threads, log_level=args.log_level,
+        pro_steps=args.pro_steps, poll_after_ms=args.poll_after_ms, threads=args.threads, compile=args.compile, log_level=args.log_level,
     )
     return cfg.validate()
 

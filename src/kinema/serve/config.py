@@ -42,6 +42,7 @@ class ServerConfig:
     remix_strength: float = 0.7  # SDEdit strength of remix
     edit_strength: float = 0.6  # SDEdit strength of edits
     threads: int | None = None  # torch threads in the worker (None = torch's default)
+    compile: bool = False  # torch.compile the DiT in the worker (slow first video per size, faster after)
     log_level: str = "info"
 
     def validate(self) -> ServerConfig:

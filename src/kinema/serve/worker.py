@@ -262,6 +262,8 @@ def serve_jobs(cfg: ServerConfig, parent_pid: int | None, stop: threading.Event)
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
     pipe = KinemaPipeline.from_pretrained(cfg.model)
+    if cfg.compile:
+        pipe.compile()
     store.set_meta("worker", json.dumps({"pid": os.getpid(), "ready_at": time.time(), "model": pipe.name}))
     log.info("worker %d ready: model '%s' loaded in %.1fs", os.getpid(), pipe.name, time.time() - t0)
     while not stop.is_set():

@@ -1,8 +1,9 @@
-"""``kinema train vae|dit|refiner`` and ``kinema cache text|latents``.
+"""``kinema train vae|dit|refiner|reflow`` and ``kinema cache text|latents``.
 
     kinema train vae --config configs/vae_tiny.yaml --data data/manifest.csv --out runs/vae-tiny
     kinema train dit --config configs/dit_tiny.yaml --data world:train --out runs/dit --optim.lr=1e-4
     kinema train refiner --config configs/refiner_world.yaml --data world:train --out runs/refiner-world
+    kinema train reflow --model src/kinema/weights/default --data data/wd/manifest.jsonl --out runs/reflow
     torchrun --nproc_per_node 2 -m kinema train dit ... --parallel fsdp
     kinema cache text --config configs/dit_tiny.yaml --data data/manifest.csv --out caches/tiny
     kinema cache latents --config configs/dit_tiny.yaml --data data/manifest.csv --out caches/tiny
@@ -79,6 +80,7 @@ def add_parser(subparsers: Any) -> None:
             p.add_argument("--cache", type=Path, default=None, help="folder with a text/ cache (the refiner needs pixels, not latents)")
         p.set_defaults(func=run, command="train")
         _accept_overrides(p)
+    _add_reflow_parser(train_sub)
     cache = subparsers.add_parser("cache", help="precompute text embeddings or VAE latents for DiT training")
     cache_sub = cache.add_subparsers(dest="kind", required=True)
     for name in ("text", "latents"):
@@ -87,6 +89,26 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--batch-size", type=int, default=8, help="clips per VAE encode (latents)")
         p.set_defaults(func=run, command="cache")
         _accept_overrides(p)
+
+
+def _add_reflow_parser(train_sub: Any) -> None:
+    """``kinema train reflow``: teacher pairs from a trained pipeline, then a few-step student."""
+    p = train_sub.add_parser("reflow", help="distill a few-step student from a trained pipeline  [--key.sub=value ...]")
+    p.add_argument("--model", type=Path, required=True, help="teacher pipeline folder (e.g. src/kinema/weights/default)")
+    p.add_argument("--data", type=Path, required=True, help="prompts: a .txt file (one per line) or a manifest (its captions)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (pairs/, checkpoints/, final/)")
+    p.add_argument("--config", type=Path, default=None, help="YAML config (see configs/reflow_default.yaml)")
+    p.add_argument("--preset", default="default", help="base preset: tiny or default (default: default)")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after N training steps of this invocation (resumable)")
+    p.add_argument("--pairs-only", action="store_true", help="only make the teacher pairs")
+    p.set_defaults(func=_run_reflow, command="train")
+    _accept_overrides(p)
+
+
+def _run_reflow(args: argparse.Namespace) -> int:
+    from kinema.train.reflow import run as run_reflow
+
+    return run_reflow(args)
 
 
 def _load(cls: type, presets: dict[str, Any], args: argparse.Namespace) -> Any:

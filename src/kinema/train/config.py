@@ -90,6 +90,7 @@ class RuntimeConfig:
     progress: bool = True  # tqdm bar on rank 0
     peak_tflops: float | None = None  # for the MFU printout; None = known GPUs only
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    compile: bool = False  # torch.compile the DiT's forward (compiles once per bucket shape; see benchmarks/RESULTS.md)
 
 
 @dataclass

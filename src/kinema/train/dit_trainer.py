@@ -265,6 +265,8 @@ def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistIn
         warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPCrossAttention\) returned a view tensor")
         for block in model.blocks:
             register_forward_method(block.cross_attn, "project_kv")
+    if cfg.runtime.compile:  # the module keeps its type and parameter names (checkpoints unchanged)
+        model.forward = torch.compile(model.forward, dynamic=False)  # type: ignore[method-assign]
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule)
     ema = EMA(model, cfg.ema) if cfg.ema.enabled else None
