@@ -18,3 +18,9 @@ done
 # the generation modes (image-to-video, extend, loop, connect, edit, 20 s video)
 $K eval-modes --model "$MODEL" --n "${MODES_N:-16}" --long-n 2 -o "$OUT/modes" | tee "$OUT/modes.txt"
 rm -f "$OUT"/*/report.html.tmp
+# the few-step student (--fast) against the full-step model on two seeds of the held-out split (400 clips each)
+mkdir -p "$OUT/fast"
+for seed in 0 1; do
+  $K eval --model "$MODEL" --suite t2v --split heldout --n "$N" --seed "$seed" --fast -o "$OUT/fast/t2v-heldout-seed$seed" | tee "$OUT/fast/t2v-heldout-seed$seed.txt"
+done
+$K eval --model "$MODEL" --suite t2v --split heldout --n "$N" --seed 1 -o "$OUT/fast/t2v-heldout-teacher-seed1" | tee "$OUT/fast/t2v-heldout-teacher-seed1.txt"

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_MODEL = ROOT / "src" / "kinema" / "weights" / "default"
 PROMPT = "a red ball bounces"
 SECTIONS = ("peak", "latency", "train", "e2e", "ablation")
+GNU_TIME = "/usr/bin/time"
 
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
@@ -95,11 +96,13 @@ def kinema_train_step(pipe: Any, batch: int, width: int, height: int, frames: in
     AdamW); returns the step and its FLOPs (counted on the meta device)."""
     from kinema.dit import DiT
     from kinema.train.common import measure_flops
+    from kinema.train.config import OptimConfig
+    from kinema.train.optim import build_optimizer
 
     dit = DiT(pipe.dit.config)
     dit.load_state_dict(pipe.dit.state_dict())
     dit.train()
-    opt = torch.optim.AdamW(dit.parameters(), lr=1e-4, fused=False)
+    opt = build_optimizer(dit, OptimConfig())  # the trainer's AdamW (the peer's step builds the same)
     shape = pipe.vae.latent_shape(frames, height, width)  # (c, f, h, w)
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn((batch, *shape), generator=g)
@@ -108,7 +111,7 @@ def kinema_train_step(pipe: Any, batch: int, width: int, height: int, frames: in
     cond_mask = torch.zeros(batch, shape[1])
     cond_mask[: batch // 2, 0] = 1.0
 
-    def loss_of(model: Any, x0: torch.Tensor) -> torch.Tensor:
+    def loss_of(model: Any, x0: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
         noise = torch.randn_like(x0)
         t = torch.rand(x0.shape[0])
         tb = t[:, None, None, None, None]
@@ -116,29 +119,38 @@ def kinema_train_step(pipe: Any, batch: int, width: int, height: int, frames: in
         return torch.mean((v - (noise - x0)) ** 2)
 
     def step() -> float:
-        loss = loss_of(dit, x0)
+        loss = loss_of(dit, x0, text, mask, cond_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)  # as the trainer (and the peer's step) do
         opt.step()
         return float(loss.detach())
 
-    def probe() -> torch.Tensor:
-        return loss_of(DiT(pipe.dit.config), torch.zeros(batch, *shape))
+    def probe() -> torch.Tensor:  # runs on the meta device: every tensor is made inside
+        return loss_of(DiT(pipe.dit.config), torch.zeros(batch, *shape), torch.zeros(batch, 32, dit.config.text_dim),
+                       torch.ones(batch, 32, dtype=torch.bool), torch.zeros(batch, shape[1]))
 
     return step, measure_flops(probe)
 
 
 def run_e2e(cmd: list[str], repeats: int) -> dict[str, float]:
-    """Median wall seconds and the largest peak RSS (MiB) of ``cmd`` run ``repeats`` times."""
+    """Median wall seconds and the largest peak RSS (MiB) of ``cmd`` run ``repeats`` times.
+
+    The RSS comes from GNU time (``%M``) around the command: a child forked straight from this
+    process would count this process's own pages (the loaded pipelines) in its ``ru_maxrss``.
+    """
+    if not Path(GNU_TIME).is_file():
+        raise RuntimeError(f"{GNU_TIME} not found: install GNU time (Debian: apt install time) for the e2e memory column")
     walls, rss = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append(time.perf_counter() - t0)
-        if status != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-        rss.append(usage.ru_maxrss / 1024)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "time.txt"
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", str(report), *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+            walls.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.decode()[-2000:]}")
+            rss.append(int(report.read_text().split()[-1]) / 1024)
     return {"wall_s": round(statistics.median(walls), 3), "peak_rss_mib": round(max(rss), 1)}
 
 

@@ -27,6 +27,15 @@ GOLDEN: list[tuple[str, int, tuple[str, ...]]] = [
     ("a blue square moves left", 0, ("background",)),
 ]
 
+# The few-step student (`--fast`), pinned the same way.
+GOLDEN_FAST: list[tuple[str, int, tuple[str, ...]]] = [
+    ("a red ball moves to the right", 1, ("attributes", "background")),
+    ("a green ball falls", 2, ("direction", "background")),
+    ("a yellow triangle moves up", 0, ("direction", "background")),
+    ("a red square falls on a dark background", 2, ("direction", "background")),
+    ("a cyan square moves down", 2, ("direction", "background")),
+]
+
 
 @pytest.fixture(scope="module")
 def default_pipeline() -> KinemaPipeline:
@@ -38,11 +47,13 @@ def test_default_model_loads_with_what_it_supports(default_pipeline: KinemaPipel
     assert cfg.name == "kinema-world" and cfg.normalize_prompts
     assert {(64, 64), (96, 64), (64, 96)} <= {tuple(s) for s in cfg.sizes}
     assert cfg.max_frames >= 65 and default_pipeline.allowed_frames()[:2] == [1, 5]
+    assert default_pipeline.student() is not None and cfg.fast_steps == 8
 
 
-@pytest.mark.parametrize(("prompt", "seed", "metrics"), GOLDEN, ids=[g[0] for g in GOLDEN])
-def test_golden_prompt(default_pipeline: KinemaPipeline, prompt: str, seed: int, metrics: tuple[str, ...]) -> None:
-    video = default_pipeline.generate(prompt, seed=seed)
+@pytest.mark.parametrize(("prompt", "seed", "metrics", "fast"), [(*g, False) for g in GOLDEN] + [(*g, True) for g in GOLDEN_FAST],
+                         ids=[g[0] for g in GOLDEN] + [f"fast: {g[0]}" for g in GOLDEN_FAST])
+def test_golden_prompt(default_pipeline: KinemaPipeline, prompt: str, seed: int, metrics: tuple[str, ...], fast: bool) -> None:
+    video = default_pipeline.generate(prompt, seed=seed, fast=fast)
     assert video.frames.shape == (33, 64, 64, 3) and video.frames.dtype == np.uint8
     result = evaluate_frames(video.frames, from_caption(default_pipeline.normalize(prompt).text), video.fps, list(metrics))
     assert set(result.metrics) == set(metrics), f"metrics that did not apply: {set(metrics) - set(result.metrics)}"
