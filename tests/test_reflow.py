@@ -156,3 +156,12 @@ def test_compiled_pipeline_matches_eager(text_encoder):
     pipe.compile()
     compiled = pipe.generate("a red ball", frames=5, steps=2)
     assert np.abs(eager.frames.astype(int) - compiled.frames.astype(int)).max() <= 2
+
+
+def test_schedule_times_are_the_students_euler_times() -> None:
+    g = torch.Generator().manual_seed(1)
+    t = student_times(200, torch.tensor(2.5), g, steps=4)
+    grid = get_schedule(4, shift=2.5)[:-1]
+    assert set(t.tolist()) == set(grid.tolist())  # every one of the 4 visited times, nothing else
+    with pytest.raises(InvalidInputError, match="times='sometimes'"):
+        replace(REFLOW_PRESETS["tiny"], times="sometimes").validate()  # type: ignore[arg-type]

@@ -218,3 +218,26 @@ def test_real_safety_watermarks_signs_and_reports_provenance(model: StudioModel,
     assert (res.video.parent / "clip.mp4.json").is_file() and (res.video.parent / "clip.webm.json").is_file()
     text = provenance_markdown(p)
     assert "Content credentials (C2PA, MP4 download):** valid" in text and res.generation_id in text
+
+
+def test_fast_uses_the_models_student_and_refuses_other_modes(text_encoder: TextEncoder, tmp_path: Path) -> None:
+    pipe = build_tiny_pipeline(text_encoder, seed=7)
+    student = DiT(pipe.dit.config)
+    student.load_state_dict(pipe.dit.state_dict())
+    perturb_(student, seed=8)
+    pipe.fast_dit = student
+    pipe.config = replace(pipe.config, fast_steps=2)
+    folder = pipe.save_pretrained(tmp_path / "with-student")
+    m = StudioModel.load(folder)
+    assert m.has_student
+    steps_seen: list[tuple[float, str]] = []
+    res = generate_clip(m, ClipRequest(PROMPT, seconds=0.25, steps=9, guidance=7.0, fast=True), tmp_path / "out",
+                        progress=lambda f, d: steps_seen.append((f, d)))
+    assert res.settings["fast"] is True and res.settings["steps"] == 2 and res.settings["guidance"] == 1.0
+    assert steps_seen[-1] == (1.0, "done")
+    with pytest.raises(InvalidInputError, match="text-to-video only"):
+        generate_clip(m, ClipRequest(PROMPT, mode="loop", fast=True), tmp_path / "out")
+    without = StudioModel(build_tiny_pipeline(text_encoder), folder)
+    assert not without.has_student
+    with pytest.raises(InvalidInputError, match="no few-step student"):
+        generate_clip(without, ClipRequest(PROMPT, fast=True), tmp_path / "out")

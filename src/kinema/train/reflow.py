@@ -25,7 +25,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,10 +33,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from kinema.checkpoint import save_component
+from kinema.checkpoint import load_component, save_component
 from kinema.config import load_config, save_config
 from kinema.data.manifest import read_manifest
-from kinema.dit import DiT
+from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError
 from kinema.flow import euler, get_schedule, guided_velocity_fn
 from kinema.text import TextEmbedding
@@ -72,6 +72,8 @@ class ReflowConfig:
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(total_steps=1500, warmup_steps=50, min_lr_ratio=0.2))
     ema: EMAConfig = field(default_factory=lambda: EMAConfig(decay=0.995))
     student_steps: int = 8  # the Euler steps the student is shipped with
+    times: Literal["uniform", "schedule"] = "uniform"  # training times: shifted uniform, or only the student's schedule times
+    init_student: str | None = None  # a DiT folder to start from (continue a student) instead of the teacher's weights
     checkpoint_every: int = 250
     keep_last: int = 2
     log_every: int = 50
@@ -85,6 +87,8 @@ class ReflowConfig:
                 raise InvalidInputError(f"reflow bucket {b} invalid: width, height, frames and pairs must be >= 1")
         if not 1 <= self.student_steps <= 64:
             raise InvalidInputError(f"student_steps={self.student_steps} invalid; allowed 1..64")
+        if self.times not in ("uniform", "schedule"):
+            raise InvalidInputError(f"times={self.times!r} invalid; allowed: uniform, schedule")
         if self.batch_size < 1 or self.pair_batch < 1:
             raise InvalidInputError(f"batch_size={self.batch_size} and pair_batch={self.pair_batch} must be >= 1")
 
@@ -188,8 +192,12 @@ def reflow_loss(student: DiT, noise: torch.Tensor, latents: torch.Tensor, t: tor
     return torch.mean((v - (noise - latents)) ** 2)
 
 
-def student_times(n: int, shift: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``(n,)`` training times: uniform, warped by each sample's sampling ``shift`` like the schedule."""
+def student_times(n: int, shift: torch.Tensor, generator: torch.Generator, steps: int | None = None) -> torch.Tensor:
+    """``(n,)`` training times: uniform, warped by the sampling ``shift`` like the schedule; with
+    ``steps``, only the times an Euler run of that many steps visits (``get_schedule(steps, shift)[:-1]``)."""
+    if steps is not None:
+        grid = get_schedule(steps, shift=float(shift))[:-1]  # (steps,)
+        return grid[torch.randint(0, steps, (n,), generator=generator)].float()
     u = torch.rand(n, generator=generator).clamp(1e-3, 1 - 1e-3)
     return shift * u / (1.0 + (shift - 1.0) * u)
 
@@ -199,8 +207,13 @@ def train_student(pipe: Any, cfg: ReflowConfig, pairs: dict[tuple[int, ...], Pai
     """Train the student from the teacher's weights; returns ``out/final`` once ``total_steps`` are done."""
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    student = DiT(pipe.dit.config)
-    student.load_state_dict(pipe.dit.state_dict())
+    if cfg.init_student is not None:
+        student = load_component(DiT, DiTConfig, cfg.init_student)
+        if student.config != pipe.dit.config:
+            raise InvalidInputError(f"init_student '{cfg.init_student}' is not shaped like the teacher's DiT")
+    else:
+        student = DiT(pipe.dit.config)
+        student.load_state_dict(pipe.dit.state_dict())
     student.train()
     optimizer = build_optimizer(student, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule)
@@ -233,7 +246,8 @@ def train_student(pipe: Any, cfg: ReflowConfig, pairs: dict[tuple[int, ...], Pai
         group = pairs[shapes[int(pick)]]
         idx = torch.randint(0, len(group.prompts), (cfg.batch_size,), generator=generator)
         text = TextEmbedding.cat([states[group.prompts[int(i)]] for i in idx])
-        t = student_times(cfg.batch_size, torch.tensor(shifts[shapes[int(pick)]]), generator)
+        t = student_times(cfg.batch_size, torch.tensor(shifts[shapes[int(pick)]]), generator,
+                          cfg.student_steps if cfg.times == "schedule" else None)
         loss = reflow_loss(student, group.noise[idx], group.latents[idx], t, text)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -129,6 +129,10 @@ def build_app(model: StudioModel, options: AppOptions) -> gr.Blocks:
                         value=False, label=f"Refine ({model.refine_factor}x size)" if model.has_refiner else "Refine", interactive=model.has_refiner,
                         info="Run the refiner on the result" if model.has_refiner else NO_REFINER_TIP, elem_id="refine",
                     )
+                    fast = gr.Checkbox(
+                        value=False, label=f"Fast ({cfg.fast_steps}-step student)", interactive=model.has_student, elem_id="fast",
+                        info="Text-to-video in a few steps; ignores steps, guidance and the negative prompt" if model.has_student else "This model has no few-step student",
+                    )
             with gr.Column(scale=3):
                 result = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=420, buttons=["download"], elem_id="result")
                 status = gr.HTML(status_html("Enter a prompt and press Generate.", error=False), elem_id="status")
@@ -158,13 +162,13 @@ def build_app(model: StudioModel, options: AppOptions) -> gr.Blocks:
         def on_generate(
             prompt_v: str, mode_v: str, image_v: str | None, video_v: str | None, end_v: str | None, strength_v: float,
             size_v: str, seconds_v: float, fps_v: float, steps_v: float, guidance_v: float, seed_v: float | None,
-            negative_v: str, refine_v: bool, history_v: list[ClipResult], progress: gr.Progress = gr.Progress(),
+            negative_v: str, refine_v: bool, fast_v: bool, history_v: list[ClipResult], progress: gr.Progress = gr.Progress(),
         ) -> tuple[Any, ...]:
             request = ClipRequest(
                 prompt=prompt_v or "", mode=MODE_LABELS[mode_v], negative_prompt=negative_v or "", size=size_v,
                 seconds=float(seconds_v), fps=float(fps_v), steps=int(steps_v), guidance=float(guidance_v),
                 seed=RANDOM_SEED if seed_v is None else int(seed_v), image=image_v, video=video_v, end_video=end_v,
-                strength=float(strength_v), refine=bool(refine_v),
+                strength=float(strength_v), refine=bool(refine_v), fast=bool(fast_v),
             )
             try:
                 res = generate_clip(
@@ -186,7 +190,7 @@ def build_app(model: StudioModel, options: AppOptions) -> gr.Blocks:
 
         generate.click(
             on_generate,
-            inputs=[prompt, mode, image, video, end_video, strength, size, seconds, fps, steps, guidance, seed, negative, refine, history],
+            inputs=[prompt, mode, image, video, end_video, strength, size, seconds, fps, steps, guidance, seed, negative, refine, fast, history],
             outputs=[result, status, downloads, settings, provenance, history, gallery],
             concurrency_limit=1,
             show_progress_on=result,

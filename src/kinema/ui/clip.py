@@ -99,6 +99,11 @@ class StudioModel:
         return self.pipe.refiner is not None
 
     @property
+    def has_student(self) -> bool:
+        """Whether the model ships a few-step student (``dit_fast/``) for 'Fast'."""
+        return self.pipe.fast_dit_folder is not None or self.pipe.fast_dit is not None
+
+    @property
     def refine_factor(self) -> int:
         """Spatial upscaling of the refiner (1 without one)."""
         return self.pipe.refiner.config.scale_factor if self.pipe.refiner is not None else 1
@@ -144,6 +149,7 @@ class ClipRequest:
     end_video: str | Path | None = None
     strength: float = 0.6
     refine: bool = False
+    fast: bool = False  # text-to-video with the model's few-step student (steps, guidance, negative prompt ignored)
 
 
 @dataclass
@@ -212,6 +218,10 @@ def check_request(model: StudioModel, request: ClipRequest, safety: SafetyHooks)
     safety.check(request.prompt, "prompt")
     if request.negative_prompt and request.negative_prompt.strip():
         safety.check(request.negative_prompt, "negative prompt")
+    if request.fast and not model.has_student:
+        raise InvalidInputError(f"model '{model.model_id}' has no few-step student; untick 'Fast'")
+    if request.fast and request.mode != "t2v":
+        raise InvalidInputError("'Fast' works for text-to-video only; untick 'Fast' for image and video modes")
     if request.refine and not model.has_refiner:
         raise InvalidInputError(f"model '{model.model_id}' has no refiner; untick 'Refine' or load a model with one (--refiner)")
     label = next(k for k, v in MODE_LABELS.items() if v == request.mode)
@@ -284,6 +294,8 @@ def generate_clip(
     seed = resolve_seed(request.seed)
     fps = float(cfg.default_fps if request.fps is None else request.fps)
     steps = int(cfg.steps if request.steps is None else request.steps)
+    if request.fast:  # the student's own step count, guidance built in
+        steps = cfg.fast_steps
     seconds = None if request.mode == "edit" else request.seconds
     if seconds is not None and seconds > model.seconds_limit(request.mode) + 1e-6:
         raise InvalidInputError(f"seconds={seconds:g} is too long for {request.mode}: at most {model.seconds_limit(request.mode):g} s with model '{model.model_id}'")
@@ -291,9 +303,10 @@ def generate_clip(
     t0 = time.perf_counter()
     tracker = _StepProgress(progress, share=0.6 if request.refine else 0.95, refine=request.refine)
     video = pipe.generate(
-        request.prompt, negative_prompt=request.negative_prompt, seconds=seconds, fps=fps, width=width, height=height,
-        steps=steps, guidance=request.guidance, seed=seed, callback=tracker, mode=request.mode, strength=float(request.strength),
-        image=uploads.get("image"), video=uploads.get("video"), end_video=uploads.get("end_video"), refine=request.refine,
+        request.prompt, negative_prompt=None if request.fast else request.negative_prompt, seconds=seconds, fps=fps, width=width,
+        height=height, steps=steps, guidance=None if request.fast else request.guidance, seed=seed, callback=tracker, mode=request.mode,
+        strength=float(request.strength), image=uploads.get("image"), video=uploads.get("video"), end_video=uploads.get("end_video"),
+        refine=request.refine, fast=request.fast,
     )
     params: dict[str, object] = json.loads(video.metadata.get("kinema:params", "{}"))
     if progress is not None:
