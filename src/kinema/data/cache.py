@@ -56,11 +56,22 @@ def _publish(tmp: Path, final: Path) -> None:
 # ---------------------------------------------------------------------------------------------- text
 
 
-def build_text_cache(captions: Iterable[str], encoder: Any, out_dir: str | Path, *, shard_size: int = 4096, progress: bool = True) -> Path:
+def build_text_cache(
+    captions: Iterable[str],
+    encoder: Any,
+    out_dir: str | Path,
+    *,
+    shard_size: int = 4096,
+    progress: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
     """Encode unique ``captions`` (plus ``""``) with ``encoder`` (a :class:`kinema.text.TextEncoder`).
 
-    Writes ``out_dir/text`` atomically and returns it.
+    Writes ``out_dir/text`` atomically and returns it. ``dtype`` is the storage type of the states
+    (``torch.float16`` halves the cache; :class:`TextEmbeddingCache` always returns float32).
     """
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InvalidInputError(f"text cache dtype {dtype} invalid; allowed: float32, float16, bfloat16")
     unique = sorted(set(captions) | {""})
     final = Path(out_dir) / TEXT_DIR
     tmp = _atomic_dir(final)
@@ -76,7 +87,7 @@ def build_text_cache(captions: Iterable[str], encoder: Any, out_dir: str | Path,
             for caption, s in zip(chunk, states):
                 index["captions"][caption] = [name, offset, int(s.shape[0])]
                 offset += int(s.shape[0])
-            save_file({"states": torch.cat(states).float().contiguous()}, str(tmp / name))  # (sum l, d)
+            save_file({"states": torch.cat(states).to(dtype).contiguous()}, str(tmp / name))  # (sum l, d)
         (tmp / INDEX_NAME).write_text(json.dumps(index))
         _publish(tmp, final)
     finally:
@@ -121,7 +132,7 @@ class TextEmbeddingCache:
             name, offset, length = self.captions[caption]
             if name not in self._shards:
                 with safe_open(str(self.folder / name), framework="pt") as fh:
-                    self._shards[name] = fh.get_tensor("states")
+                    self._shards[name] = fh.get_tensor("states").float()  # stored float32 or float16
             out.append(self._shards[name][offset : offset + length])  # (l, d)
         return out
 

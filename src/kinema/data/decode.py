@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -64,6 +63,8 @@ def probe(path: str | Path) -> MediaInfo:
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
             raise VideoIOError(f"cannot read image '{path}': {e}") from e
         return MediaInfo(frames=1, fps=1.0, width=width, height=height)
+    import av  # PyAV is only needed for videos (and not at all to train on rendered Kinema World clips)
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -110,6 +111,8 @@ def decode_frames(path: str | Path, indices: list[int]) -> np.ndarray:
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
             raise VideoIOError(f"cannot decode image '{path}': {e}") from e
         return np.repeat(rgb[None], len(indices), axis=0)
+    import av
+
     wanted = sorted(set(indices))
     got: dict[int, np.ndarray] = {}
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -34,6 +33,8 @@ def render_clip(color: str, move: str, frames: int, height: int, width: int) -> 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
     """Encode ``(f, h, w, 3)`` uint8 as H.264 yuv420p (h, w even)."""
     path = Path(path)
+    import av
+
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"

@@ -87,6 +87,11 @@ def add_parser(subparsers: Any) -> None:
         p = cache_sub.add_parser(name, help=f"build the {name} cache  [--key.sub=value ...]")
         _common(p)
         p.add_argument("--batch-size", type=int, default=8, help="clips per VAE encode (latents)")
+        p.add_argument("--for", dest="model", choices=("dit", "refiner"), default="dit",
+                       help="whose --config (and buckets) the cache is for: a DiT or a refiner run (text caches only)")
+        if name == "text":
+            p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                           help="storage of the token states (float16 halves the cache; read back as float32)")
         p.set_defaults(func=run, command="cache")
         _accept_overrides(p)
 
@@ -152,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         from kinema.train.dit_trainer import train_dit
 
         result = train_dit(_load(DiTTrainConfig, DIT_TRAIN_PRESETS, args), args.data, args.out, resume=args.resume, stop_after=args.stop_after)
+    elif args.model == "refiner":
+        if args.kind != "text":
+            raise InvalidInputError("`kinema cache latents --for refiner`: the refiner trains on pixels; cache its text only")
+        return _cache(_load(RefinerTrainConfig, REFINER_TRAIN_PRESETS, args), args)
     else:
         return _cache(_load(DiTTrainConfig, DIT_TRAIN_PRESETS, args), args)
     if result.rank == 0:
@@ -162,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cache(cfg: Any, args: argparse.Namespace) -> int:
+    import torch
+
     from kinema.data.cache import build_latent_cache, build_text_cache
     from kinema.data.datasets import VideoDataset, open_dataset
 
@@ -174,7 +185,7 @@ def _cache(cfg: Any, args: argparse.Namespace) -> int:
             captions = [e.caption for e, b in zip(dataset.entries, dataset.bucket_of) if b >= 0]
         else:
             captions = [dataset[(i, 0)]["caption"] for i in range(len(dataset))]
-        folder = build_text_cache(captions, TextEncoder(cfg.text), args.out)
+        folder = build_text_cache(captions, TextEncoder(cfg.text), args.out, dtype=getattr(torch, args.dtype))
         print(f"text cache: {len(set(captions)) + 1} captions -> {folder}")
         return 0
     if not isinstance(dataset, VideoDataset):
