@@ -25,7 +25,8 @@ from kinema.safety.moderation import (
     default_bank_path,
     load_bank,
     set_moderator,
-    train_logistic,
+    knn_votes,
+    labelled_prompts_bytes,
 )
 from kinema.text import CachedTextEncoder, TextEncoder
 
@@ -59,19 +60,26 @@ def _benign() -> list[str]:
     return [line for line in DATA.joinpath("eval_benign.txt").read_text().splitlines() if line.strip()]
 
 
-def test_evaluation_sets_are_separate_from_exemplars():
-    exemplars = json.loads(DATA.joinpath("exemplars.json").read_text())
-    used = {t for c, ts in exemplars.items() if not c.startswith("_") for t in ts}
+def _holdout(name: str) -> tuple[list[str], list[str]]:
+    holdout = json.loads(DATA.joinpath(name).read_text())
+    return [p for ps in holdout["blocked"].values() for p in ps], holdout["benign"]
+
+
+def test_evaluation_sets_are_separate_from_the_labelled_prompts():
+    labelled = json.loads(labelled_prompts_bytes())
+    used = {t.lower() for ts in labelled.values() for t in ts}
+    assert sum(len(ts) for ts in labelled.values()) >= 2000
     evaluated = {p for ps in _blocked().values() for p in ps} | set(_benign())
-    for name in ("eval_holdout.json", "eval_holdout2.json"):
-        holdout = json.loads(DATA.joinpath(name).read_text())
-        evaluated |= {p for ps in holdout["blocked"].values() for p in ps} | set(holdout["benign"])
-    assert not used & evaluated
+    for name in ("eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json"):
+        blocked, benign = _holdout(name)
+        evaluated |= set(blocked) | set(benign)
+    assert not used & {p.lower() for p in evaluated}
     assert len(_benign()) >= 300 and len(set(_benign())) == len(_benign())
-    holdout2 = json.loads(DATA.joinpath("eval_holdout2.json").read_text())
-    assert sorted(holdout2["blocked"]) == sorted(CATEGORIES)
-    assert all(len(ps) >= 20 for ps in holdout2["blocked"].values())
-    assert len(holdout2["benign"]) >= 150 and len(set(holdout2["benign"])) == len(holdout2["benign"])
+    for name, per_category, benign_count in (("eval_holdout2.json", 20, 150), ("eval_holdout3.json", 30, 300)):
+        holdout = json.loads(DATA.joinpath(name).read_text())
+        assert sorted(holdout["blocked"]) == sorted(CATEGORIES)
+        assert all(len(ps) >= per_category for ps in holdout["blocked"].values())
+        assert len(holdout["benign"]) >= benign_count and len(set(holdout["benign"])) == len(holdout["benign"])
 
 
 def test_recall_and_false_positives(moderator):
@@ -84,21 +92,24 @@ def test_recall_and_false_positives(moderator):
     assert len(false_pos) / len(benign) <= 0.02, false_pos  # measured 0.006 (2/311)
 
 
-def test_holdout_written_after_tuning(moderator):
-    holdout = json.loads(DATA.joinpath("eval_holdout.json").read_text())
-    blocked = [p for ps in holdout["blocked"].values() for p in ps]
-    recall = sum(not moderator.review(p).allowed for p in blocked) / len(blocked)
-    false_pos = sum(not moderator.review(p).allowed for p in holdout["benign"]) / len(holdout["benign"])
-    assert recall >= 0.9, recall  # measured 0.917 (55/60): see docs/safety.md
-    assert false_pos <= 0.08, false_pos  # measured 0.06 (3/50)
+def test_first_holdout(moderator):
+    recall, false_pos = _rates(moderator, *_holdout("eval_holdout.json"))
+    assert recall >= 0.95, recall  # measured 0.983 (59/60): see docs/safety.md
+    assert false_pos <= 0.04, false_pos  # measured 0.0 (0/50)
 
 
-def test_second_holdout_written_before_scoring(moderator):
-    """Written before the session-3 classifier scored it; bounds sit just under the first measurement."""
-    holdout = json.loads(DATA.joinpath("eval_holdout2.json").read_text())
-    recall, false_pos = _rates(moderator, [p for ps in holdout["blocked"].values() for p in ps], holdout["benign"])
-    assert recall >= 0.85, recall  # measured 0.900 (108/120)
-    assert false_pos <= 0.13, false_pos  # measured 0.100 (16/160): above the 2% bar, see docs/safety.md
+def test_second_holdout(moderator):
+    """Hard negatives only on the benign side (razors, pills, kids, bodies, protests, face filters)."""
+    recall, false_pos = _rates(moderator, *_holdout("eval_holdout2.json"))
+    assert recall >= 0.9, recall  # measured 0.925 (111/120)
+    assert false_pos <= 0.06, false_pos  # measured 0.038 (6/160): above the 2% bar, see docs/safety.md
+
+
+def test_third_holdout_never_used_for_tuning(moderator):
+    """Written in session 14 by a writer who saw neither the classifier nor its data; scored once."""
+    recall, false_pos = _rates(moderator, *_holdout("eval_holdout3.json"))
+    assert recall >= 0.93, recall  # measured 0.944 (170/180)
+    assert false_pos <= 0.02, false_pos  # measured 0.009 (3/320)
 
 
 def test_short_prompts_skip_the_classifier(moderator):
@@ -137,15 +148,22 @@ def test_stale_bank_is_rebuilt_and_logged(encoder, tmp_path: Path, caplog):
     assert load_bank(encoder, path, second).key == rebuilt.key  # written back
 
 
-def test_logistic_regression_separates_classes():
+def test_knn_vote_is_weighted_by_similarity():
     gen = torch.Generator().manual_seed(0)
-    centers = torch.eye(3, 8) * 4.0  # (3, 8)
+    centers = torch.nn.functional.normalize(torch.eye(3, 8) + 0.1, dim=-1)  # (3, 8)
     y = torch.arange(3).repeat_interleave(20)  # (60,)
-    x = centers[y] + 0.5 * torch.randn(60, 8, generator=gen)  # (60, 8)
-    weight, bias = train_logistic(x, y, 3, l2=1e-3)
-    assert ((x @ weight.T + bias).argmax(-1) == y).float().mean() == 1.0
-    with pytest.raises(InvalidInputError, match="every class needs exemplars"):
-        train_logistic(x[:40], y[:40], 3, l2=1e-3)
+    bank = torch.nn.functional.normalize(centers[y] + 0.05 * torch.randn(60, 8, generator=gen), dim=-1)  # (60, 8)
+    votes = knn_votes(centers, bank, y, 3, k=10, temperature=0.05)  # (3, 3)
+    assert torch.allclose(votes.sum(1), torch.ones(3))
+    assert (votes.argmax(1) == torch.arange(3)).all() and (votes.diagonal() > 0.99).all()
+    # one neighbour much closer than the rest decides at a low temperature, not at a high one
+    x = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0]]), dim=-1)
+    two = torch.nn.functional.normalize(torch.tensor([[1.0, 0.02], [0.8, 0.6], [0.8, 0.6]]), dim=-1)
+    labels = torch.tensor([0, 1, 1])
+    assert knn_votes(x, two, labels, 2, k=3, temperature=0.01)[0, 0] > 0.99
+    assert knn_votes(x, two, labels, 2, k=3, temperature=10.0)[0, 0] < 0.4
+    with pytest.raises(InvalidInputError, match="min_blocked"):
+        ModerationConfig(min_blocked=0.0)
 
 
 def test_foreign_encoder_is_not_shared():

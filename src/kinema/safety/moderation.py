@@ -17,17 +17,18 @@ Three layers, in order:
    co-occurrence rule for minors (a minor word *and* a sexual/abuse word) and a list of public
    figures' names.
 3. **Semantic classifier** (only for prompts with at least ``min_content_words`` words of three or
-   more letters, so "clip 0" cannot match anything by accident): the prompt's mean-pooled MiniLM
-   sentence embedding is scored two ways against the exemplars (``data/exemplars.json``): the best
-   cosine similarity per category (flagged at ``>= thresholds[category]`` when it beats the best
-   benign exemplar by ``margin``), and a multinomial logistic regression over the six categories
-   plus ``benign`` trained on the same exemplars (flagged at ``probability >= min_probability``).
+   more letters, so "clip 0" cannot match anything by accident): a weighted vote of the prompt's
+   ``neighbors`` nearest labelled prompts (``data/exemplars.json`` plus ``data/train_prompts.json``,
+   about 2,300 prompts over the six categories and ``benign``) by cosine similarity of mean-pooled
+   MiniLM sentence embeddings, with weights ``softmax(similarity / temperature)``. The prompt is
+   refused when the blocked labels hold at least ``min_blocked`` of the vote; the category is the
+   blocked label with the largest share.
 
-Loading: the exemplar embeddings and the regression weights are precomputed into
-``data/bank.safetensors``, keyed by a hash of ``exemplars.json``, the training settings and the text
-encoder's identity; a stale bank is rebuilt (with a logged warning) and written back. The
-moderator reuses an already-loaded bundled MiniLM (``Moderator(encoder=...)``,
-``Moderator.use_encoder``, ``check_prompt(..., encoder=...)``) instead of loading a second copy.
+Loading: the labelled prompts' embeddings are precomputed into ``data/bank.safetensors``, keyed by a
+hash of both JSON files, the bank version and the text encoder's identity; a stale bank is rebuilt
+(with a logged warning) and written back. The moderator reuses an already-loaded bundled MiniLM
+(``Moderator(encoder=...)``, ``Moderator.use_encoder``, ``check_prompt(..., encoder=...)``) instead
+of loading a second copy.
 
 A stronger classifier plugs in through ``PromptClassifier`` (any object with
 ``classify(text) -> list[Flag]``), passed as ``Moderator(config, extra=[...])`` and installed with
@@ -67,8 +68,8 @@ CATEGORY_NAMES: dict[str, str] = {
     "real_people": "real people's likeness",
 }
 LABELS: tuple[str, ...] = (*CATEGORIES, "benign")  # the classes of the exemplar bank, in index order
-BANK_VERSION = "2"  # bump when pooling, normalisation or training of the bank changes
-_L2 = 5e-4  # weight decay of the logistic regression (chosen on the development sets)
+BANK_VERSION = "3"  # bump when pooling, normalisation or the bank's contents change
+LABELLED_FILES: tuple[str, ...] = ("exemplars.json", "train_prompts.json")  # merged into the bank, in this order
 _STOPWORDS = frozenset({"the", "and", "for", "with", "from", "into", "onto", "this", "that", "its", "his", "her",
                         "their", "are", "was", "our", "you", "your", "very", "some"})
 # Words about the medium, not the content: "input video" or "a short clip of" alone are not a scene.
@@ -84,9 +85,10 @@ class ModerationConfig:
     """Thresholds and lists of the built-in moderator.
 
     Attributes:
-        thresholds: per category, the minimum cosine similarity to the category's nearest exemplar.
-        margin: that similarity must exceed the nearest benign exemplar's by this much.
-        min_probability: the logistic-regression probability of a category that flags it alone.
+        neighbors: how many nearest labelled prompts vote (k of the weighted k-nearest-neighbour vote).
+        temperature: vote weights are ``softmax(cosine / temperature)`` over the neighbours; smaller
+            values let the closest prompts decide.
+        min_blocked: the share of the vote on blocked labels at which a prompt is refused.
         min_content_words: prompts with fewer words of 3+ letters (stop words aside) skip the
             classifier (rules still apply): "clip 0" or "video 3" carry no meaning to compare.
         allow: extra allow-listed phrases (regular expressions, whole words) removed before checks.
@@ -94,38 +96,32 @@ class ModerationConfig:
         use_classifier: False keeps only the rules (no text encoder is loaded).
     """
 
-    thresholds: dict[str, float] = field(
-        default_factory=lambda: {
-            "sexual": 0.50, "minors": 0.50, "violence": 0.50, "hate": 0.50, "self_harm": 0.50, "real_people": 0.50,
-        }
-    )
-    margin: float = 0.05
-    min_probability: float = 0.6
+    neighbors: int = 40
+    temperature: float = 0.05
+    min_blocked: float = 0.9
     min_content_words: int = 2
     allow: tuple[str, ...] = ()
     categories: tuple[str, ...] = CATEGORIES
     use_classifier: bool = True
 
     def __post_init__(self) -> None:
-        unknown = (set(self.thresholds) | set(self.categories)) - set(CATEGORIES)
+        unknown = set(self.categories) - set(CATEGORIES)
         if unknown:
             raise InvalidInputError(f"unknown moderation categories {sorted(unknown)}; allowed: {list(CATEGORIES)}")
-        for name, value in self.thresholds.items():
-            if not -1.0 <= value <= 1.0:
-                raise InvalidInputError(f"thresholds[{name!r}]={value} out of range; allowed [-1, 1] (cosine)")
-        if not 0.0 < self.min_probability <= 1.0:
-            raise InvalidInputError(f"min_probability={self.min_probability} out of range; allowed (0, 1]")
+        if self.neighbors < 1:
+            raise InvalidInputError(f"neighbors={self.neighbors} out of range; allowed >= 1")
+        if not self.temperature > 0.0:
+            raise InvalidInputError(f"temperature={self.temperature} out of range; allowed > 0")
+        if not 0.0 < self.min_blocked <= 1.0:
+            raise InvalidInputError(f"min_blocked={self.min_blocked} out of range; allowed (0, 1]")
         if self.min_content_words < 0:
             raise InvalidInputError(f"min_content_words={self.min_content_words} out of range; allowed >= 0")
 
 
 MODERATION_PRESETS: dict[str, ModerationConfig] = {
     "default": ModerationConfig(),
-    "permissive": ModerationConfig(  # fewer refusals of borderline prompts, lower recall (see docs/safety.md)
-        thresholds={"sexual": 0.55, "minors": 0.55, "violence": 0.55, "hate": 0.55, "self_harm": 0.55, "real_people": 0.55},
-        margin=0.08,
-        min_probability=0.7,
-    ),
+    "strict": ModerationConfig(min_blocked=0.8),  # more refusals of borderline prompts (see docs/safety.md)
+    "permissive": ModerationConfig(min_blocked=0.95),  # fewer refusals of borderline prompts, lower recall
     "rules_only": ModerationConfig(use_classifier=False),
 }
 
@@ -238,32 +234,18 @@ def sentence_embeddings(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
     return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def train_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression with class-balanced cross-entropy and L2 weight decay.
+def knn_votes(x: torch.Tensor, bank: torch.Tensor, labels: torch.Tensor, classes: int, k: int, temperature: float) -> torch.Tensor:
+    """Weighted k-nearest-neighbour vote: ``(b, classes)``, each row summing to 1.
 
     Args:
-        x: ``(n, d)`` features; y: ``(n,)`` int64 class indices in ``[0, classes)``.
-    Returns:
-        ``weight (classes, d)`` and ``bias (classes,)``; probabilities are ``softmax(x @ weight.T + bias)``.
+        x: ``(b, d)`` unit-length queries; bank: ``(n, d)`` unit-length labelled embeddings;
+        labels: ``(n,)`` int64 class of each bank row; k: neighbours (at most ``n``);
+        temperature: weights are ``softmax(cosine / temperature)`` over the ``k`` neighbours.
     """
-    counts = torch.bincount(y, minlength=classes).float()  # (k,)
-    if bool((counts == 0).any()):
-        raise InvalidInputError(f"every class needs exemplars; counts per class {counts.tolist()}")
-    class_weight = counts.sum() / (classes * counts)  # (k,)
-    weight = torch.zeros(classes, x.shape[1], requires_grad=True)  # (k, d)
-    bias = torch.zeros(classes, requires_grad=True)  # (k,)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = x @ weight.T + bias  # (n, k)
-        loss = torch.nn.functional.cross_entropy(logits, y, weight=class_weight) + l2 * weight.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return weight.detach(), bias.detach()
+    sims = x @ bank.T  # (b, n)
+    top, index = sims.topk(min(k, bank.shape[0]), dim=1)  # (b, k)
+    weight = torch.softmax(top / temperature, dim=1)  # (b, k)
+    return torch.zeros(x.shape[0], classes, dtype=weight.dtype).scatter_add(1, labels[index], weight)  # (b, classes)
 
 
 def default_bank_path() -> Path:
@@ -271,34 +253,41 @@ def default_bank_path() -> Path:
     return Path(str(resources.files("kinema.safety").joinpath("data", "bank.safetensors")))
 
 
+def labelled_prompts_bytes() -> bytes:
+    """The shipped labelled prompts (``LABELLED_FILES`` merged per label) as canonical JSON bytes."""
+    merged: dict[str, list[str]] = {label: [] for label in LABELS}
+    for name in LABELLED_FILES:
+        data = _data(name)
+        for label in LABELS:
+            merged[label].extend(data.get(label, []))
+    return json.dumps(merged, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
 @dataclass
 class ExemplarBank:
-    """Exemplar embeddings and the logistic regression trained on them, for one text encoder.
+    """Embeddings of the labelled prompts, for one text encoder.
 
     Attributes:
-        embeddings: ``(n, d)`` unit-length exemplar sentence embeddings.
+        embeddings: ``(n, d)`` unit-length sentence embeddings (stored float16, used as float32).
         labels: ``(n,)`` int64 index into ``LABELS``.
-        weight: ``(k, d)`` and bias ``(k,)``: the regression over ``LABELS`` (k = 7).
         key: what the bank was built from (see ``bank_key``).
     """
 
     embeddings: torch.Tensor  # (n, d)
     labels: torch.Tensor  # (n,)
-    weight: torch.Tensor  # (k, d)
-    bias: torch.Tensor  # (k,)
     key: str
 
     @staticmethod
-    def build(encoder: TextEncoder, exemplars: dict[str, list[str]], key: str) -> ExemplarBank:
-        """Embed every exemplar (normalised like prompts) and train the regression."""
-        texts = [normalize(t) for label in LABELS for t in exemplars[label]]
-        labels = torch.tensor([i for i, label in enumerate(LABELS) for _ in exemplars[label]], dtype=torch.long)
-        embeddings = sentence_embeddings(encoder, texts)  # (n, d)
-        weight, bias = train_logistic(embeddings, labels, len(LABELS), _L2)
-        return ExemplarBank(embeddings, labels, weight, bias, key)
+    def build(encoder: TextEncoder, prompts: dict[str, list[str]], key: str) -> ExemplarBank:
+        """Embed every labelled prompt (normalised like the prompts it will be compared with)."""
+        texts = [normalize(t) for label in LABELS for t in prompts[label]]
+        labels = torch.tensor([i for i, label in enumerate(LABELS) for _ in prompts[label]], dtype=torch.long)
+        chunks = [sentence_embeddings(encoder, texts[i : i + 64]) for i in range(0, len(texts), 64)]
+        embeddings = torch.cat(chunks).half().float()  # (n, d): rounded as stored
+        return ExemplarBank(embeddings, labels, key)
 
     def save(self, path: Path) -> None:
-        tensors = {"embeddings": self.embeddings, "labels": self.labels, "weight": self.weight, "bias": self.bias}
+        tensors = {"embeddings": self.embeddings.half(), "labels": self.labels}
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(path),
                   metadata={"key": self.key, "labels": ",".join(LABELS)})
 
@@ -313,41 +302,42 @@ class ExemplarBank:
             with safe_open(str(path), framework="pt") as handle:
                 key = (handle.metadata() or {}).get("key", "")
             t = load_file(str(path))
-            return ExemplarBank(t["embeddings"], t["labels"], t["weight"], t["bias"], key)
+            return ExemplarBank(t["embeddings"].float(), t["labels"], key)
         except (OSError, KeyError, SafetensorError) as exc:
             logger.warning("moderation bank %s is unreadable (%s: %s)", path, type(exc).__name__, exc)
             return None
 
 
-def bank_key(exemplar_bytes: bytes, encoder: TextEncoder) -> str:
-    """sha256 (16 hex) of the bank version, the training settings, ``exemplars.json`` and the encoder."""
-    digest = hashlib.sha256(f"v{BANK_VERSION} l2={_L2} labels={','.join(LABELS)}\0".encode())
-    digest.update(exemplar_bytes)
+def bank_key(prompt_bytes: bytes, encoder: TextEncoder) -> str:
+    """sha256 (16 hex) of the bank version, the labels, the labelled prompts and the encoder."""
+    digest = hashlib.sha256(f"v{BANK_VERSION} labels={','.join(LABELS)}\0".encode())
+    digest.update(prompt_bytes)
     digest.update(f"\0encoder={encoder.identity}".encode())
     return digest.hexdigest()[:16]
 
 
-def load_bank(encoder: TextEncoder, path: Path | None = None, exemplar_bytes: bytes | None = None) -> ExemplarBank:
-    """The bank for ``encoder`` and the exemplars: read from ``path`` when its key matches, else rebuilt.
+def load_bank(encoder: TextEncoder, path: Path | None = None, prompt_bytes: bytes | None = None) -> ExemplarBank:
+    """The bank for ``encoder`` and the labelled prompts: read from ``path`` when its key matches, else rebuilt.
 
-    A stale or missing bank is rebuilt from the exemplars (logged as a warning) and written back to
-    ``path`` when that is writable. ``exemplar_bytes`` defaults to the shipped ``exemplars.json``.
+    A stale or missing bank is rebuilt (logged as a warning) and written back to ``path`` when that
+    is writable. ``prompt_bytes`` (JSON ``{label: [prompt, ...]}``) defaults to the shipped
+    ``exemplars.json`` and ``train_prompts.json`` merged (:func:`labelled_prompts_bytes`).
     """
     path = default_bank_path() if path is None else Path(path)
-    if exemplar_bytes is None:
-        exemplar_bytes = resources.files("kinema.safety").joinpath("data", "exemplars.json").read_bytes()
-    key = bank_key(exemplar_bytes, encoder)
+    if prompt_bytes is None:
+        prompt_bytes = labelled_prompts_bytes()
+    key = bank_key(prompt_bytes, encoder)
     bank = ExemplarBank.read(path)
     if bank is not None and bank.key == key:
         return bank
-    exemplars = json.loads(exemplar_bytes.decode("utf-8"))
-    missing = [label for label in LABELS if label not in exemplars]
+    prompts = json.loads(prompt_bytes.decode("utf-8"))
+    missing = [label for label in LABELS if not prompts.get(label)]
     if missing:
-        raise ModelLoadError(f"exemplars lack the labels {missing}; expected a list of prompts per label in {list(LABELS)}")
+        raise ModelLoadError(f"labelled prompts lack the labels {missing}; expected a list of prompts per label in {list(LABELS)}")
     found = "missing" if bank is None else f"stale (key {bank.key!r}, expected {key!r})"
-    logger.warning("moderation bank %s is %s: exemplars, training settings or text encoder changed; "
-                   "recomputing %d exemplar embeddings", path, found, sum(len(exemplars[label]) for label in LABELS))
-    bank = ExemplarBank.build(encoder, exemplars, key)
+    logger.warning("moderation bank %s is %s: labelled prompts, bank version or text encoder changed; "
+                   "recomputing %d embeddings", path, found, sum(len(prompts[label]) for label in LABELS))
+    bank = ExemplarBank.build(encoder, prompts, key)
     try:
         bank.save(path)
     except OSError as exc:
@@ -357,15 +347,16 @@ def load_bank(encoder: TextEncoder, path: Path | None = None, exemplar_bytes: by
 
 @dataclass(frozen=True)
 class Scores:
-    """Classifier evidence for one prompt: ``nearest`` best cosine per label in ``LABELS`` and the
-    regression's ``probability`` per label."""
+    """Classifier evidence for one prompt: the neighbours' ``votes`` per label in ``LABELS`` (sum 1),
+    the ``blocked`` share (1 - the benign vote) and the ``nearest`` labelled prompt's cosine and label."""
 
-    nearest: dict[str, float]
-    probability: dict[str, float]
+    votes: dict[str, float]
+    blocked: float
+    nearest: tuple[float, str]
 
 
 class EmbeddingClassifier:
-    """Nearest-exemplar similarity plus logistic regression on MiniLM sentence embeddings."""
+    """Weighted k-nearest-neighbour vote over the labelled prompts' MiniLM sentence embeddings."""
 
     def __init__(self, config: ModerationConfig, encoder: PromptEncoder | None = None, bank_path: Path | None = None) -> None:
         from kinema.text import TextEncoder
@@ -375,25 +366,24 @@ class EmbeddingClassifier:
         self.bank = load_bank(self.encoder, bank_path)
 
     def scores(self, text: str) -> Scores:
-        """Best cosine per label and the regression's probabilities for ``text`` (already normalised)."""
-        x = sentence_embeddings(self.encoder, [text])[0]  # (d,)
-        sims = self.bank.embeddings @ x  # (n,)
-        best = torch.full((len(LABELS),), -1.0).scatter_reduce(0, self.bank.labels, sims, reduce="amax")  # (k,)
-        probs = torch.softmax(self.bank.weight @ x + self.bank.bias, dim=-1)  # (k,)
-        return Scores(dict(zip(LABELS, best.tolist(), strict=True)), dict(zip(LABELS, probs.tolist(), strict=True)))
+        """The neighbours' vote for ``text`` (already normalised)."""
+        x = sentence_embeddings(self.encoder, [text])  # (1, d)
+        c = self.config
+        votes = knn_votes(x, self.bank.embeddings, self.bank.labels, len(LABELS), c.neighbors, c.temperature)[0]  # (k,)
+        sims = self.bank.embeddings @ x[0]  # (n,)
+        i = int(sims.argmax())
+        return Scores(dict(zip(LABELS, votes.tolist(), strict=True)), 1.0 - float(votes[LABELS.index("benign")]),
+                      (float(sims[i]), LABELS[int(self.bank.labels[i])]))
 
     def classify(self, text: str) -> list[Flag]:
         if len(content_words(text)) < max(1, self.config.min_content_words):
             return []
         s = self.scores(text)
-        flags = []
-        for cat in CATEGORIES:
-            near, prob = s.nearest[cat], s.probability[cat]
-            if near >= self.config.thresholds[cat] and near - s.nearest["benign"] >= self.config.margin:
-                flags.append(Flag(cat, "classifier", f"similarity {near:.2f} (benign {s.nearest['benign']:.2f})", near))
-            elif prob >= self.config.min_probability:
-                flags.append(Flag(cat, "classifier", f"probability {prob:.2f}", prob))
-        return sorted(flags, key=lambda f: -f.score)
+        if s.blocked < self.config.min_blocked:
+            return []
+        cat = max(CATEGORIES, key=lambda c: s.votes[c])
+        evidence = f"{s.blocked:.2f} of the {self.config.neighbors} nearest labelled prompts' vote is blocked ({cat} {s.votes[cat]:.2f})"
+        return [Flag(cat, "classifier", evidence, s.blocked)]
 
 
 @dataclass(frozen=True)
