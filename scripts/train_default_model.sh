@@ -43,10 +43,23 @@ $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
   --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts
 
-# 5) the few-step student (reflow distillation of the pipeline above), then the folder again with it as dit_fast/
+# 5) the few-step student (reflow distillation of the pipeline above)
 [ -d runs/reflow/final/dit ] || $K train reflow --model "$OUT" --data data/wd/manifest.jsonl \
   --config configs/reflow_default.yaml --out runs/reflow
+
+# 6) the 2x refiner on the VAE of step 2 (the shipped one was trained on one GPU in 7 minutes; on the
+#    2-core CPU a step takes 15-19 s, so set REFINER=0 there to skip it, or expect about a day)
+if [ "${REFINER:-1}" = 1 ]; then
+  [ -f caches/refiner/text/index.json ] || $K cache text --for refiner --dtype float16 --preset world \
+    --config configs/refiner_default.yaml --data world:train --out caches/refiner
+  [ -d runs/refiner-default/final ] || $K train refiner --preset world --config configs/refiner_default.yaml \
+    --data world:train --cache caches/refiner --out runs/refiner-default --resume latest
+fi
+
+# 7) the folder again, with the student as dit_fast/ and the refiner as refiner/
+REFINE_ARGS=()
+[ -d runs/refiner-default/final ] && REFINE_ARGS=(--refiner runs/refiner-default/final)
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
-  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --fast-dit runs/reflow/final/dit
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --fast-dit runs/reflow/final/dit "${REFINE_ARGS[@]}"
 echo "default model written to $OUT"

@@ -36,6 +36,33 @@ def test_text_cache_round_trip(tmp_path: Path) -> None:
         TextEmbeddingCache(tmp_path, encoder_identity="0" * 64)
 
 
+def test_float16_text_cache_is_half_the_size_and_reads_back_float32(tmp_path: Path) -> None:
+    encoder = TextEncoder(TextEncoderConfig(max_length=16))
+    captions = ["a red ball falls", "a blue square moves left"]
+    full = build_text_cache(captions, encoder, tmp_path / "f32", progress=False)
+    half = build_text_cache(captions, encoder, tmp_path / "f16", progress=False, dtype=torch.float16)
+    size = lambda folder: (folder / "text-00000.safetensors").stat().st_size  # noqa: E731
+    assert size(half) < 0.6 * size(full)
+    got = TextEmbeddingCache(tmp_path / "f16").lookup(captions)
+    want = encoder.encode_unpadded(captions)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32 and g.shape == w.shape
+        assert torch.allclose(g, w, atol=2e-3, rtol=1e-3) and not torch.equal(g, w)
+    with pytest.raises(InvalidInputError, match="dtype"):
+        build_text_cache(captions, encoder, tmp_path / "i8", progress=False, dtype=torch.int8)
+
+
+def test_cache_text_for_a_refiner_config(tmp_path: Path) -> None:
+    from kinema.cli import main
+
+    common = ["--for", "refiner", "--preset", "tiny", "--config", "configs/refiner_tiny.yaml",
+              "--data", "world:train", "--data.world_clips=3", "--out", str(tmp_path)]
+    assert main(["cache", "text", "--dtype", "float16", *common]) == 0
+    cache = TextEmbeddingCache(tmp_path)
+    assert len(cache.captions) == 4  # three world clips' captions and ""
+    assert main(["cache", "latents", *common]) != 0  # the refiner trains on pixels
+
+
 def test_latent_cache_round_trip(tmp_path: Path, manifest: Path) -> None:
     buckets = [Bucket(5, 16, 16, 2), Bucket(1, 16, 16, 2)]
     dataset = VideoDataset(manifest, buckets, seed=0)

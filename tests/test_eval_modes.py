@@ -236,6 +236,7 @@ def test_refine_mode_on_a_pipeline_with_a_refiner(text_encoder):
     run = run_modes(pipe, cfg, progress=False)
     assert [r.mode for r in run.results] == ["refine"]
     ms = {m.name: m for m in run.results[0].measurements}
-    assert set(ms) == {"tracker_metrics_kept", "edge_ratio", "gt_psnr_gain_db", "gt_psnr_db"}
-    assert ms["edge_ratio"].value > 0 and np.isfinite(ms["gt_psnr_db"].value)
-    assert ms["gt_psnr_gain_db"].passed is False  # a random refiner is far worse than bilinear on the ground truth
+    assert set(ms) == {"tracker_metrics_kept", "edge_ratio", "gt_edge_ratio", "gt_psnr_db", "gt_psnr_gain_db", "gt_vae_psnr_db"}
+    assert ms["edge_ratio"].value > 0 and np.isfinite(ms["gt_psnr_db"].value) and np.isfinite(ms["gt_vae_psnr_db"].value)
+    assert ms["gt_psnr_gain_db"].value < 0 and ms["gt_psnr_gain_db"].passed is None  # reported: a random refiner is far worse than bilinear
+    assert ms["gt_edge_ratio"].op == ">=" and ms["gt_edge_ratio"].bar == 1.0

@@ -8,6 +8,8 @@ are in MODEL_CARD.md.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,13 @@ GOLDEN_FAST: list[tuple[str, int, tuple[str, ...]]] = [
 ]
 
 
+# The shipped refiner (`--refine`, 2x): the refined clip passes what the base clip passes on these.
+GOLDEN_REFINE: list[tuple[str, int, tuple[str, ...]]] = [
+    ("a red ball moves to the right", 1, ("attributes", "background")),
+    ("a red square falls on a dark background", 0, ("direction", "background")),
+]
+
+
 @pytest.fixture(scope="module")
 def default_pipeline() -> KinemaPipeline:
     return KinemaPipeline.from_pretrained(default_model_path())
@@ -48,6 +57,8 @@ def test_default_model_loads_with_what_it_supports(default_pipeline: KinemaPipel
     assert {(64, 64), (96, 64), (64, 96)} <= {tuple(s) for s in cfg.sizes}
     assert cfg.max_frames >= 65 and default_pipeline.allowed_frames()[:2] == [1, 5]
     assert default_pipeline.student() is not None and cfg.fast_steps == 8
+    refiner = default_pipeline.refiner
+    assert refiner is not None and refiner.config.scale_factor == 2 and (refiner.config.steps, refiner.config.guidance) == (10, 1.0)
 
 
 @pytest.mark.parametrize(("prompt", "seed", "metrics", "fast"), [(*g, False) for g in GOLDEN] + [(*g, True) for g in GOLDEN_FAST],
@@ -59,3 +70,13 @@ def test_golden_prompt(default_pipeline: KinemaPipeline, prompt: str, seed: int,
     assert set(result.metrics) == set(metrics), f"metrics that did not apply: {set(metrics) - set(result.metrics)}"
     failed = {k: (m.value, m.threshold) for k, m in result.metrics.items() if not m.passed}
     assert not failed, f"{prompt!r} seed {seed}: failed {failed}"
+
+
+@pytest.mark.parametrize(("prompt", "seed", "metrics"), GOLDEN_REFINE, ids=[g[0] for g in GOLDEN_REFINE])
+def test_golden_refined_prompt(default_pipeline: KinemaPipeline, prompt: str, seed: int, metrics: tuple[str, ...]) -> None:
+    video = default_pipeline.generate(prompt, seed=seed, refine=True)
+    assert video.frames.shape == (33, 128, 128, 3)
+    assert json.loads(video.metadata["kinema:params"])["refine"] == {"steps": 10, "strength": 1.0, "guidance": 1.0}
+    result = evaluate_frames(video.frames, from_caption(default_pipeline.normalize(prompt).text), video.fps, list(metrics))
+    failed = {k: (m.value, m.threshold) for k, m in result.metrics.items() if not m.passed}
+    assert set(result.metrics) == set(metrics) and not failed, f"{prompt!r} seed {seed}: failed {failed}"

@@ -67,7 +67,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=0.6, help="edit strength in (0, 1]: how far the input is re-imagined")
     p.add_argument("--context", type=int, default=None, help="latent frames of overlap for extend/loop/connect (default 2)")
     p.add_argument("--refine", action="store_true", help="run the model's refiner: a second diffusion pass at 2x resolution")
-    p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: --steps)")
+    p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: the refiner's own, refiner.json)")
+    p.add_argument("--refine-guidance", type=float, default=None, help="refiner text guidance (default: the refiner's own, refiner.json)")
     p.add_argument("--refine-strength", type=float, default=1.0, help="refiner start time in (0, 1]; lower keeps more of the base clip")
     p.add_argument("--fast", action="store_true", help="text-to-video with the model's few-step student (about 5x faster; no --guidance/--negative)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -97,7 +98,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         width=width, height=height, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed,
         callback=lambda info: _advance(bar, info), image=args.image, video=args.video, end_video=args.end_video,
         mode=args.mode, strength=args.strength, context=args.context,
-        refine=args.refine, refine_steps=args.refine_steps, refine_strength=args.refine_strength, fast=args.fast,
+        refine=args.refine, refine_steps=args.refine_steps, refine_strength=args.refine_strength, refine_guidance=args.refine_guidance, fast=args.fast,
     )
     bar.close()
     params = json.loads(video.metadata["kinema:params"])
@@ -142,7 +143,7 @@ def _run_info(args: argparse.Namespace) -> int:
         f"  VAE: {n_vae / 1e6:.2f}M params, spatial x{pipe.vae.config.spatial_factor}, temporal x{pipe.vae.config.temporal_factor}, {pipe.vae.config.latent_channels} latent channels",
         f"  DiT: {n_dit / 1e6:.2f}M params, patch {tuple(pipe.dit.config.patch_size)}, hidden {pipe.dit.config.hidden_size}, depth {pipe.dit.config.depth}",
         f"  text encoder: {cfg.text_encoder.path or 'bundled all-MiniLM-L6-v2'}",
-        f"  refiner: {pipe.refiner.config.scale_factor}x ({pipe.refiner.config.guide} guide, {sum(p.numel() for p in pipe.refiner.dit.parameters()) / 1e6:.2f}M params)" if pipe.refiner else "  refiner: none",
+        f"  refiner: {pipe.refiner.config.scale_factor}x ({pipe.refiner.config.guide} guide, {sum(p.numel() for p in pipe.refiner.dit.parameters()) / 1e6:.2f}M params, {pipe.refiner.config.steps} steps, guidance {pipe.refiner.config.guidance:g})" if pipe.refiner else "  refiner: none",
         f"sizes (WxH): {', '.join(f'{w}x{h}' for w, h in cfg.sizes)} (default {cfg.default_size[0]}x{cfg.default_size[1]})",
         f"frames: 1 + k*{pipe.temporal_factor} up to {cfg.max_frames} ({frames[0]}..{frames[-1]}); fps {cfg.fps_range[0]:g}-{cfg.fps_range[1]:g} (default {cfg.default_fps:g}); default {cfg.default_seconds:g} s",
         f"sampling: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance:g}",

@@ -338,6 +338,7 @@ class KinemaPipeline:
         refine: bool = False,
         refine_steps: int | None = None,
         refine_strength: float = 1.0,
+        refine_guidance: float | None = None,
         generation_id: str | None = None,
         fast: bool = False,
     ) -> Video:
@@ -360,7 +361,8 @@ class KinemaPipeline:
         carries the invisible watermark with the model id and ``generation_id`` (default: a hash of
         the settings, so the same settings still give the same frames bit for bit).
         ``refine=True`` runs the model's refiner (a second diffusion model) on the result: the output
-        is ``scale_factor`` (2) times larger; ``refine_strength`` < 1 keeps more of the base clip.
+        is ``scale_factor`` (2) times larger; ``refine_strength`` < 1 keeps more of the base clip;
+        ``refine_steps`` and ``refine_guidance`` default to the refiner's own (``refiner.json``).
         ``fast=True`` (text-to-video) samples with the model's few-step student (``dit_fast/``,
         distilled by ``kinema train reflow``): ``config.fast_steps`` steps, guidance built in.
         """
@@ -407,6 +409,10 @@ class KinemaPipeline:
             raise InvalidInputError(f"model '{self.name}' has no refiner; generate without refine (--refine)")
         if refine and not (0.0 < refine_strength <= 1.0):
             raise InvalidInputError(f"refine_strength={refine_strength} not supported: must be in (0, 1]")
+        if refine and refine_steps is not None and int(refine_steps) < 1:
+            raise InvalidInputError(f"refine_steps={refine_steps} not supported: must be >= 1")
+        if refine and refine_guidance is not None and not float(refine_guidance) >= 1.0:
+            raise InvalidInputError(f"refine_guidance={refine_guidance} not supported: must be >= 1")
         if mode == "edit" and not (0.0 < strength <= 1.0):
             raise InvalidInputError(f"strength={strength} not supported: must be in (0, 1]")
 
@@ -426,12 +432,16 @@ class KinemaPipeline:
             out = run_connect(self, s, src, prepare(end_video, "end_video", width, height, fps), new, context)  # type: ignore[arg-type]
         else:
             out = run_edit(self, s, src, strength)  # type: ignore[arg-type]
+        refine_record = None
         if refine and self.refiner is not None:
-            out = self.refiner.refine(out, s, steps=refine_steps or steps, strength=refine_strength, text_encoder=self.text_encoder)
+            r_steps = self.refiner.config.steps if refine_steps is None else int(refine_steps)
+            r_guidance = self.refiner.config.guidance if refine_guidance is None else float(refine_guidance)
+            out = self.refiner.refine(out, s, steps=r_steps, guidance=r_guidance, strength=refine_strength, text_encoder=self.text_encoder)
+            refine_record = {"steps": r_steps, "strength": refine_strength, "guidance": r_guidance}
         params = s.record(
             user_prompt=user_prompt if user_prompt != prompt else None,
             mode=mode, frames=int(out.shape[0]), strength=strength if mode == "edit" else None, fast=True if fast else None,
-            refine={"steps": refine_steps or steps, "strength": refine_strength} if refine else None,
+            refine=refine_record,
             output_size=f"{out.shape[2]}x{out.shape[1]}",
         )
         metadata = {"kinema:params": json.dumps(params)}

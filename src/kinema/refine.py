@@ -60,11 +60,16 @@ class RefinerConfig:
         guide: ``"pixel"`` (upsample pixels, then encode) or ``"latent"`` (encode, then upsample latents).
         noise_augmentation: fixed flow time ``a`` of the guide, ``cond = (1 - a) guide + a eps``;
             0 disables it. The same value must be used in training and sampling.
+        steps: default sampling steps of this refiner (``refine_steps`` overrides it).
+        guidance: default text guidance of this refiner (``refine_guidance`` overrides it); the
+            guide carries the content, so 1.0 (no unconditional pass) is the usual choice.
     """
 
     scale_factor: int = 2
     guide: Literal["pixel", "latent"] = "pixel"
     noise_augmentation: float = 0.1
+    steps: int = 10
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale_factor, int) or self.scale_factor < 2:
@@ -73,6 +78,10 @@ class RefinerConfig:
             raise InvalidInputError(f"refiner.guide={self.guide!r} invalid; allowed: {GUIDES}")
         if not 0.0 <= self.noise_augmentation < 1.0:
             raise InvalidInputError(f"refiner.noise_augmentation={self.noise_augmentation} invalid; allowed: 0 <= a < 1")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise InvalidInputError(f"refiner.steps={self.steps!r} invalid; allowed: an integer >= 1")
+        if not self.guidance >= 1.0:
+            raise InvalidInputError(f"refiner.guidance={self.guidance} invalid; allowed: >= 1")
 
 
 def area_downsample(video: Tensor, factor: int) -> Tensor:
@@ -229,15 +238,29 @@ class Refiner:
         return folder
 
     @torch.no_grad()
-    def refine(self, frames: np.ndarray, settings: SampleSettings, *, steps: int, strength: float, text_encoder: PromptEncoder) -> np.ndarray:
-        """uint8 ``(f, h, w, 3)`` -> uint8 ``(f, s h, s w, 3)`` with the settings' prompt, seed and guidance."""
+    def refine(
+        self,
+        frames: np.ndarray,
+        settings: SampleSettings,
+        *,
+        strength: float,
+        text_encoder: PromptEncoder,
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> np.ndarray:
+        """uint8 ``(f, h, w, 3)`` -> uint8 ``(f, s h, s w, 3)`` with the settings' prompt, seed and sampler.
+
+        ``steps`` and ``guidance`` default to the refiner's own (``refiner.json``), not the base's.
+        """
         from kinema.video import Video
 
+        steps = self.config.steps if steps is None else int(steps)
+        guidance = self.config.guidance if guidance is None else float(guidance)
         low = Video(frames, fps=settings.fps).to_tensor()  # (1, 3, f, h, w)
         text = text_encoder.encode([settings.prompt])
-        negative = text_encoder.encode([settings.negative_prompt])
+        negative = text_encoder.encode([settings.negative_prompt]) if guidance != 1.0 else None
         high = refine_latents(
             self.dit, self.vae, low, text, steps, settings.seed, strength,
-            config=self.config, guidance=settings.guidance, negative=negative, sampler=settings.sampler,
+            config=self.config, guidance=guidance, negative=negative, sampler=settings.sampler,
         )  # (1, 3, f, s h, s w)
         return Video.from_tensor(high, fps=settings.fps).frames
