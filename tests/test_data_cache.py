@@ -55,7 +55,7 @@ def test_float16_text_cache_is_half_the_size_and_reads_back_float32(tmp_path: Pa
 def test_cache_text_for_a_refiner_config(tmp_path: Path) -> None:
     from kinema.cli import main
 
-    common = ["--for", "refiner", "--preset", "tiny", "--config", "configs/refiner_tiny.yaml",
+    common = ["--for", "refiner", "--preset", "tiny", "--config", str(Path(__file__).parents[1] / "configs" / "refiner_tiny.yaml"),
               "--data", "world:train", "--data.world_clips=3", "--out", str(tmp_path)]
     assert main(["cache", "text", "--dtype", "float16", *common]) == 0
     cache = TextEmbeddingCache(tmp_path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kinema.errors import InvalidInputError
-from kinema.modes import encode, fit_frames
+from kinema.modes import crossfade, encode, fit_frames
 from kinema.video import Video
 
 
@@ -14,6 +14,11 @@ def same_but_watermark(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to the invisible watermark every generated frame carries (PSNR >= 38 dB)."""
     mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
     return a.shape == b.shape and (mse == 0 or 10 * np.log10(255**2 / mse) >= 38)
+
+
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same frames up to the watermark, whose gain is set per clip (mean difference under 1 level)."""
+    return a.shape == b.shape and float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean()) < 1.0
 
 
 def clip(n: int, w: int = 32, h: int = 32, seed: int = 0) -> np.ndarray:
@@ -38,27 +43,50 @@ def test_i2v_starts_from_the_image(tiny_pipeline):
     assert not np.array_equal(other.frames[0], out.frames[0])
 
 
+def test_crossfade_ramps_toward_the_seam():
+    frames = np.zeros((3, 2, 2, 3), np.uint8)
+    window = np.full((3, 2, 2, 3), 200, np.uint8)
+    assert crossfade(frames, window, rising=True)[:, 0, 0, 0].tolist() == [50, 100, 150]
+    assert crossfade(frames, window, rising=False)[:, 0, 0, 0].tolist() == [150, 100, 50]
+    with pytest.raises(ValueError, match="shapes differ"):
+        crossfade(frames, window[:2], rising=True)
+
+
 def test_extend_forward_keeps_input_and_adds_any_length(tiny_pipeline):
     src = clip(9)
-    out = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2)  # > one window (17 frames)
+    out = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2, blend_seams=False, generation_id="g")  # > 1 window
     assert out.frames.shape == (9 + 30, 32, 32, 3)
     assert same_but_watermark(out.frames[:9], src)
-    again = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2)
+    again = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2, blend_seams=False, generation_id="g")
     assert np.array_equal(out.frames, again.frames)
+    # by default the context latents' frames before each seam (2 x 2 here) fade into the window's decoding of them
+    blended = tiny_pipeline.generate("a red ball", video=Video(src, fps=16), frames=30, steps=2, generation_id="g")
+    span = 2 * tiny_pipeline.temporal_factor
+    assert close(blended.frames[: 9 - span], out.frames[: 9 - span]) and close(blended.frames[9 : 9 + span], out.frames[9 : 9 + span])
+    change = [np.abs(blended.frames[i].astype(int) - src[i].astype(int)).mean() for i in range(9 - span, 9)]
+    assert change == sorted(change) and change[-1] > 4.0, change
 
 
 def test_extend_backward_keeps_input_at_the_end(tiny_pipeline):
     src = clip(9)
-    out = tiny_pipeline.generate("a red ball", video=src, mode="extend_backward", frames=10, steps=2)
+    out = tiny_pipeline.generate("a red ball", video=src, mode="extend_backward", frames=10, steps=2, blend_seams=False, generation_id="g")
     assert out.frames.shape == (19, 32, 32, 3)
     assert same_but_watermark(out.frames[-9:], src)
+    blended = tiny_pipeline.generate("a red ball", video=src, mode="extend_backward", frames=10, steps=2, generation_id="g")
+    span = 2 * tiny_pipeline.temporal_factor
+    assert close(blended.frames[10 + span :], out.frames[10 + span :]) and close(blended.frames[:10], out.frames[:10])
+    assert not close(blended.frames[10:11], src[:1])
 
 
 def test_connect_puts_the_transition_between_both_videos(tiny_pipeline):
     a, b = clip(9), clip(9, seed=5)[::-1].copy()
-    out = tiny_pipeline.generate("a red ball", video=a, end_video=b, frames=3, steps=2)
+    out = tiny_pipeline.generate("a red ball", video=a, end_video=b, frames=3, steps=2, blend_seams=False, generation_id="g")
     assert same_but_watermark(out.frames[:9], a) and same_but_watermark(out.frames[-9:], b)
     assert out.num_frames == 9 + 3 + 9
+    blended = tiny_pipeline.generate("a red ball", video=a, end_video=b, frames=3, steps=2, generation_id="g")
+    span = 2 * tiny_pipeline.temporal_factor
+    assert close(blended.frames[: 9 - span], out.frames[: 9 - span]) and close(blended.frames[-(9 - span) :], out.frames[-(9 - span) :])
+    assert not close(blended.frames[8:9], a[8:]) and not close(blended.frames[12:13], b[:1])
 
 
 def test_loop_and_edit(tiny_pipeline):

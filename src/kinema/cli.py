@@ -66,6 +66,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="generation mode (default: from the inputs); with --video, --seconds is the length of the new part")
     p.add_argument("--strength", type=float, default=0.6, help="edit strength in (0, 1]: how far the input is re-imagined")
     p.add_argument("--context", type=int, default=None, help="latent frames of overlap for extend/loop/connect (default 2)")
+    p.add_argument("--no-blend", dest="blend_seams", action="store_false",
+                   help="extend/loop/connect: keep the given frames exactly (by default the frames next to a join are cross-faded into the model's decoding of them)")
     p.add_argument("--refine", action="store_true", help="run the model's refiner: a second diffusion pass at 2x resolution")
     p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: the refiner's own, refiner.json)")
     p.add_argument("--refine-guidance", type=float, default=None, help="refiner text guidance (default: the refiner's own, refiner.json)")
@@ -98,7 +100,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         width=width, height=height, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed,
         callback=lambda info: _advance(bar, info), image=args.image, video=args.video, end_video=args.end_video,
         mode=args.mode, strength=args.strength, context=args.context,
-        refine=args.refine, refine_steps=args.refine_steps, refine_strength=args.refine_strength, refine_guidance=args.refine_guidance, fast=args.fast,
+        refine=args.refine, refine_steps=args.refine_steps, refine_strength=args.refine_strength, refine_guidance=args.refine_guidance, blend_seams=args.blend_seams, fast=args.fast,
     )
     bar.close()
     params = json.loads(video.metadata["kinema:params"])

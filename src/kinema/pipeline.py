@@ -339,6 +339,7 @@ class KinemaPipeline:
         refine_steps: int | None = None,
         refine_strength: float = 1.0,
         refine_guidance: float | None = None,
+        blend_seams: bool = True,
         generation_id: str | None = None,
         fast: bool = False,
     ) -> Video:
@@ -357,6 +358,9 @@ class KinemaPipeline:
 
         Inputs of another size are centre-cropped to the aspect and resized; another frame rate
         is resampled (both logged). ``context`` is the number of latent frames of overlap (default 2).
+        ``blend_seams`` (extend, loop, connect): the given frames next to each join are cross-faded
+        into the model's decoding of them (the last/first ``context * 4`` frames), so the look of the
+        clip changes gradually instead of at the join; False keeps the given frames untouched.
         Prompts are moderated (``RefusedPromptError`` names the policy category) and every frame
         carries the invisible watermark with the model id and ``generation_id`` (default: a hash of
         the settings, so the same settings still give the same frames bit for bit).
@@ -425,11 +429,11 @@ class KinemaPipeline:
         elif mode == "i2v":
             out = run_i2v(self, s, first)  # type: ignore[arg-type]
         elif mode in ("extend", "extend_backward"):
-            out = run_extend(self, s, src, new, backward=mode == "extend_backward", context=context)  # type: ignore[arg-type]
+            out = run_extend(self, s, src, new, backward=mode == "extend_backward", context=context, blend=blend_seams)  # type: ignore[arg-type]
         elif mode == "loop":
-            out = run_loop(self, s, first, context)
+            out = run_loop(self, s, first, context, blend=blend_seams)
         elif mode == "connect":
-            out = run_connect(self, s, src, prepare(end_video, "end_video", width, height, fps), new, context)  # type: ignore[arg-type]
+            out = run_connect(self, s, src, prepare(end_video, "end_video", width, height, fps), new, context, blend=blend_seams)  # type: ignore[arg-type]
         else:
             out = run_edit(self, s, src, strength)  # type: ignore[arg-type]
         refine_record = None
@@ -441,6 +445,7 @@ class KinemaPipeline:
         params = s.record(
             user_prompt=user_prompt if user_prompt != prompt else None,
             mode=mode, frames=int(out.shape[0]), strength=strength if mode == "edit" else None, fast=True if fast else None,
+            blend_seams=False if (not blend_seams and mode in ("extend", "extend_backward", "loop", "connect")) else None,
             refine=refine_record,
             output_size=f"{out.shape[2]}x{out.shape[1]}",
         )
