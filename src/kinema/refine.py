@@ -39,7 +39,7 @@ from kinema.config import save_config
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.flow import SAMPLERS, RectifiedFlowPath, get_schedule, guided_velocity_fn
-from kinema.flow.samplers import truncate_schedule
+from kinema.flow.samplers import StepCallback, truncate_schedule
 from kinema.text.encoder import TextEmbedding
 from kinema.vae import CausalVAE
 
@@ -147,6 +147,7 @@ def refine_latents(
     negative: TextEmbedding | None = None,
     sampler: str = "euler",
     shift: float = 1.0,
+    callback: StepCallback | None = None,
 ) -> Tensor:
     """Refine ``low_video`` ``(b, 3, f, h, w)`` in [-1, 1] to ``(b, 3, f, s h, s w)`` in [-1, 1].
 
@@ -161,6 +162,7 @@ def refine_latents(
         config: the refiner's ``refiner.json`` (:func:`load_refiner`); default ``RefinerConfig()``.
         guidance, negative: classifier-free guidance on the text (1.0 = conditional only).
         sampler: ``"euler"`` or ``"heun"``; shift: schedule time shift.
+        callback: called after every sampler step (progress bars).
     """
     config = config or RefinerConfig()
     if low_video.ndim != 5 or low_video.shape[1] != 3:
@@ -187,7 +189,7 @@ def refine_latents(
     mask = torch.ones(b, guide.shape[2], device=device)  # (b, f'): every latent frame is given as a guide
     velocity = guided_velocity_fn(refiner, text.to(device), None if negative is None else negative.to(device), guidance,
                                   cond_latents=cond.to(device), cond_mask=mask)
-    latents = SAMPLERS[sampler](velocity, x.to(device), schedule)  # (b, c, f', H', W')
+    latents = SAMPLERS[sampler](velocity, x.to(device), schedule, callback)  # (b, c, f', H', W')
     return vae.decode(vae.denormalize(latents)).clamp(-1.0, 1.0)  # (b, 3, f, s h, s w)
 
 
@@ -261,6 +263,6 @@ class Refiner:
         negative = text_encoder.encode([settings.negative_prompt]) if guidance != 1.0 else None
         high = refine_latents(
             self.dit, self.vae, low, text, steps, settings.seed, strength,
-            config=self.config, guidance=guidance, negative=negative, sampler=settings.sampler,
+            config=self.config, guidance=guidance, negative=negative, sampler=settings.sampler, callback=settings.callback,
         )  # (1, 3, f, s h, s w)
         return Video.from_tensor(high, fps=settings.fps).frames

@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--strength", type=float, default=None, help="edit strength in (0, 1] (default 0.6)")
     p.add_argument("--long-seconds", type=float, default=None, help="length of the long video (default 20)")
     p.add_argument("--window-seconds", type=float, default=None, help="window in which objects must stay the same (default 2)")
-    p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: --steps)")
+    p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: the refiner's own, refiner.json)")
     p.add_argument("-o", "--out", default="eval-modes-out", help="folder for report.json and report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
