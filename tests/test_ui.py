@@ -160,7 +160,7 @@ def test_refine_doubles_the_size_when_the_model_has_a_refiner(refiner_model_dir:
     seen: list[tuple[float, str]] = []
     res = generate_clip(m, ClipRequest(PROMPT, seconds=0.25, steps=1, refine=True), tmp_path, progress=lambda f, d: seen.append((f, d)))
     assert read_video(res.video).frames.shape == (5, 64, 64, 3)
-    assert res.settings["refine"] == {"steps": 1, "strength": 1.0} and res.settings["output_size"] == "64x64" and res.settings["width"] == 32
+    assert res.settings["refine"] == {"steps": 10, "strength": 1.0, "guidance": 1.0} and res.settings["output_size"] == "64x64" and res.settings["width"] == 32
     assert ("decoding and refining" in [d for _, d in seen]) and seen[-1] == (1.0, "done")
 
 
