@@ -16,7 +16,10 @@ for split in test heldout ood; do
   $K eval --model "$MODEL" --suite t2v --split "$split" --n "$N" -o "$OUT/t2v-$split" | tee "$OUT/t2v-$split.txt"
 done
 # the generation modes (image-to-video, extend, loop, connect, edit, 20 s video)
-$K eval-modes --model "$MODEL" --n "${MODES_N:-16}" --long-n 2 -o "$OUT/modes" | tee "$OUT/modes.txt"
+$K eval-modes --model "$MODEL" --n "$N" --long-n 4 --modes i2v,extend,extend_backward,loop,connect,edit,long \
+  -o "$OUT/modes/all-heldout" | tee "$OUT/modes/all-heldout.txt"
+# the refiner (three generations per clip: about 12 s each)
+$K eval-modes --model "$MODEL" --n "$N" --modes refine -o "$OUT/modes/refine-heldout" | tee "$OUT/modes/refine-heldout.txt"
 rm -f "$OUT"/*/report.html.tmp
 # the few-step student (--fast) against the full-step model on two seeds of the held-out split (400 clips each)
 mkdir -p "$OUT/fast"
