@@ -252,7 +252,8 @@ def create_app(cfg: ServerConfig, *, start_worker: bool = True) -> FastAPI:
         return video_json(job)
 
     def new_job(kind: str, prompt: str, model: str, params: JobParams, seconds: float, remixed_from: str | None, who: str, vid: str) -> Job:
-        return Job(id=vid, owner=who, kind=kind, status="queued", model=model, prompt=prompt, size=format_size((params.width, params.height)),
+        scale = info.refine_factor if params.refine else 1
+        return Job(id=vid, owner=who, kind=kind, status="queued", model=model, prompt=prompt, size=format_size((params.width * scale, params.height * scale)),
                    seconds=format_seconds(seconds), params=params, created_at=int(time.time()), remixed_from_video_id=remixed_from)
 
     def bad_input(param: str, error: InvalidInputError) -> ApiError:
@@ -292,9 +293,10 @@ def create_app(cfg: ServerConfig, *, start_worker: bool = True) -> FastAPI:
                                param="input_reference", code="invalid_type")
             if image is not None and not size_text:
                 size = closest_size(info, image[1].width, image[1].height)
-            params = JobParams(mode="i2v" if image else "t2v", width=size[0], height=size[1], frames=frames, fps=info.fps,
+            base, refine = info.base_of(size)
+            params = JobParams(mode="i2v" if image else "t2v", width=base[0], height=base[1], frames=frames, fps=info.fps,
                                seed=secrets.randbelow(2**31) if seed is None else seed, steps=steps_for(model),
-                               input=None if image is None else image[0].name)
+                               input=None if image is None else image[0].name, refine=refine)
             return enqueue(new_job("create", prompt, model, params, info.seconds_of(frames), None, who, vid))
         except BaseException:
             remove_job_files(cfg, vid)
@@ -324,7 +326,8 @@ def create_app(cfg: ServerConfig, *, start_worker: bool = True) -> FastAPI:
         try:
             path = link_file(cfg.videos_dir / src.id / VARIANTS["video"][0], cfg.uploads_dir / vid / "input.mp4")
             params = JobParams(mode="edit", width=src.params.width, height=src.params.height, frames=src.params.frames, fps=src.params.fps,
-                               seed=src.params.seed if seed is None else seed, steps=steps_for(src.model), strength=strength, input=path.name)
+                               seed=src.params.seed if seed is None else seed, steps=steps_for(src.model), strength=strength, input=path.name,
+                               refine=src.params.refine)  # a refined video is remixed at its own size
             return enqueue(new_job("remix", prompt, src.model, params, float(src.seconds), src.id, who, vid))
         except BaseException:
             remove_job_files(cfg, vid)
@@ -341,7 +344,8 @@ def create_app(cfg: ServerConfig, *, start_worker: bool = True) -> FastAPI:
             frames = info.frames_for(min(seconds, info.max_seconds)) if seconds else info.max_frames
             params = JobParams(mode="edit", width=size[0], height=size[1], frames=frames, fps=info.fps,
                                seed=(src.params.seed if src else secrets.randbelow(2**31)) if seed is None else seed,
-                               steps=steps_for(src.model if src else info.name), strength=strength, input=path.name)
+                               steps=steps_for(src.model if src else info.name), strength=strength, input=path.name,
+                               refine=bool(src and src.params.refine))  # a refined video is edited at its own size
             model = src.model if src else info.name
             return enqueue(new_job("edit", prompt, model, params, info.seconds_of(frames), None, who, vid))
         except BaseException:

@@ -7,7 +7,9 @@ The rule (also in ``docs/server.md``):
   model size whose aspect ratio is closest (``|log(w/h) - log(W/H)|``; ties go to the larger
   size), so portrait asks get the model's most portrait size, landscape its most landscape size,
   and a square-only model answers every size with its square size. Omitted: the model's default.
-  Anything else is refused with a 400 that lists both sets.
+  A model with a refiner (``refiner/`` in its folder, ``s``x) also makes its sizes times ``s``
+  (``"128x128"`` from ``64x64``): the base size is sampled, then refined. Anything else is refused
+  with a 400 that lists every set.
 - **seconds**: OpenAI's durations (``4``, ``8``, ``12``; extensions also ``16``, ``20``) and any
   number of seconds in ``(0, max]`` are accepted, capped at the model's longest clip
   (``(max_frames - 1) / fps``) and rounded to the nearest duration on the causal-VAE frame grid
@@ -47,6 +49,7 @@ class ModelInfo:
     temporal_factor: int
     default_seconds: float
     steps: int
+    refine_factor: int = 0  # the refiner's scale factor (``refiner/refiner.json``); 0 = no refiner
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ModelInfo:
@@ -54,6 +57,8 @@ class ModelInfo:
         try:
             cfg = json.loads((folder / "pipeline.json").read_text())
             vae = json.loads((folder / "vae" / "config.json").read_text())
+            refiner_json = folder / "refiner" / "refiner.json"
+            refiner = json.loads(refiner_json.read_text()) if refiner_json.is_file() else None
         except (OSError, json.JSONDecodeError) as e:
             raise ModelLoadError(f"cannot read the model folder '{folder}': {e}") from e
         return cls(
@@ -65,6 +70,7 @@ class ModelInfo:
             temporal_factor=int(vae["temporal_factor"]),
             default_seconds=float(cfg["default_seconds"]),
             steps=int(cfg["steps"]),
+            refine_factor=int(refiner.get("scale_factor", 2)) if refiner is not None else 0,
         )
 
     @property
@@ -75,6 +81,20 @@ class ModelInfo:
     @property
     def size_names(self) -> list[str]:
         return [f"{w}x{h}" for w, h in self.sizes]
+
+    @property
+    def refined_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The sizes made through the refiner: each model size times ``refine_factor`` (none without one)."""
+        s = self.refine_factor
+        return tuple((w * s, h * s) for w, h in self.sizes) if s else ()
+
+    def base_of(self, size: tuple[int, int]) -> tuple[tuple[int, int], bool]:
+        """``(size to sample, refine?)`` for an output ``size`` from :func:`resolve_size`."""
+        if size in self.sizes:
+            return size, False
+        if size in self.refined_sizes:
+            return (size[0] // self.refine_factor, size[1] // self.refine_factor), True
+        raise InvalidInputError(f"size {format_size(size)} is neither a model size nor a refined one")
 
     def grid_seconds(self) -> list[float]:
         """Every clip duration the model makes: ``k*T / fps`` for ``k >= 1``."""
@@ -121,12 +141,13 @@ def resolve_size(text: str | None, info: ModelInfo) -> tuple[int, int]:
     if text is None or text == "":
         return info.default_size
     size = parse_size(str(text))
-    if size is not None and size in info.sizes:
+    if size is not None and (size in info.sizes or size in info.refined_sizes):
         return size
     if size is not None and format_size(size) in OPENAI_SIZES:
         return closest_size(info, *size)
+    refined = f", the refined sizes ({', '.join(format_size(s) for s in info.refined_sizes)})" if info.refined_sizes else ""
     raise InvalidInputError(
-        f"size '{str(text)[:32]}' is not supported; use one of the model's sizes ({', '.join(info.size_names)}) "
+        f"size '{str(text)[:32]}' is not supported; use one of the model's sizes ({', '.join(info.size_names)}){refined} "
         f"or an OpenAI size ({', '.join(OPENAI_SIZES)}), which maps to the model size of the closest aspect ratio"
     )
 

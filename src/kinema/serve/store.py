@@ -73,7 +73,8 @@ class JobParams:
     ``mode``: ``t2v``, ``i2v``, ``edit`` or ``extend``. ``frames``: pixel frames of the clip
     (``t2v``/``i2v``) or of the new part (``extend``); unused by ``edit``, which keeps the input's
     length. ``input``: file name under ``uploads/{id}/`` (an image for ``i2v``, a video for
-    ``edit``/``extend``).
+    ``edit``/``extend``). ``width``/``height`` are the sampled size; ``refine`` (``t2v``/``i2v``)
+    runs the refiner on top.
     """
 
     mode: str
@@ -85,6 +86,7 @@ class JobParams:
     steps: int | None = None
     strength: float | None = None
     input: str | None = None
+    refine: bool = False  # run the model's refiner on the result (the job's size is then the refined one)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -117,14 +117,16 @@ def generate(pipe: KinemaPipeline, job: Job, cfg: ServerConfig, progress: Progre
     upload = None if p.input is None else cfg.uploads_dir / job.id / p.input
     common = dict(width=p.width, height=p.height, fps=p.fps, seed=p.seed, steps=p.steps, callback=progress)
     if p.mode == "t2v":
-        return pipe.generate(job.prompt, frames=p.frames, **common)  # type: ignore[arg-type]
+        return pipe.generate(job.prompt, frames=p.frames, refine=p.refine, **common)  # type: ignore[arg-type]
     if upload is None:
         raise InvalidInputError(f"mode '{p.mode}' needs an input file, and the job has none")
     if p.mode == "i2v":
-        return pipe.generate(job.prompt, frames=p.frames, image=read_video(upload, max_frames=1), mode="i2v", **common)  # type: ignore[arg-type]
+        image = read_video(upload, max_frames=1)
+        return pipe.generate(job.prompt, frames=p.frames, image=image, mode="i2v", refine=p.refine, **common)  # type: ignore[arg-type]
     source = read_video(upload, max_frames=cfg.max_input_frames)
     if p.mode == "edit":
-        return pipe.generate(job.prompt, video=source, mode="edit", strength=float(p.strength or cfg.edit_strength), **common)  # type: ignore[arg-type]
+        return pipe.generate(job.prompt, video=source, mode="edit", strength=float(p.strength or cfg.edit_strength), refine=p.refine,
+                             **common)  # type: ignore[arg-type]
     if p.mode == "extend":
         progress.windows = extension_windows(pipe, p.frames)
         return pipe.generate(job.prompt, video=source, frames=p.frames, mode="extend", **common)  # type: ignore[arg-type]
