@@ -53,3 +53,16 @@ def tiny_pipeline(text_encoder: TextEncoder) -> KinemaPipeline:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_pipeline: KinemaPipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_pipeline.save_pretrained(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_refined_model_dir(text_encoder: TextEncoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model folder with a tiny random 2x refiner in ``refiner/`` (as `kinema export` ships one)."""
+    from kinema.refine import Refiner, RefinerConfig
+
+    pipe = build_tiny_pipeline(text_encoder)
+    torch.manual_seed(1)
+    dit = DiT(replace(DIT_PRESETS["tiny"], in_channels=pipe.vae.config.latent_channels))
+    perturb_(dit, 1)
+    pipe.refiner = Refiner(dit, pipe.vae, RefinerConfig(scale_factor=2))
+    return pipe.save_pretrained(tmp_path_factory.mktemp("models") / "tiny-refined")

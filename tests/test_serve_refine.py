@@ -3,34 +3,23 @@ through the official ``openai`` SDK against a real server on loopback."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import openai
 import pytest
-import torch
-from conftest import build_tiny_pipeline, perturb_
 from serve_util import LiveServer
 
-from kinema.dit import DIT_PRESETS, DiT
 from kinema.errors import InvalidInputError
-from kinema.refine import Refiner, RefinerConfig
 from kinema.serve.sizes import ModelInfo, resolve_size
-from kinema.text import TextEncoder
 from kinema.video import read_video
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def refined_model_dir(text_encoder: TextEncoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def refined_model_dir(tiny_refined_model_dir: Path) -> Path:
     """The tiny model (32x32, 48x32, 32x48) with a tiny random 2x refiner in ``refiner/``."""
-    pipe = build_tiny_pipeline(text_encoder)
-    torch.manual_seed(1)
-    dit = DiT(replace(DIT_PRESETS["tiny"], in_channels=pipe.vae.config.latent_channels))
-    perturb_(dit, 1)
-    pipe.refiner = Refiner(dit, pipe.vae, RefinerConfig(scale_factor=2, steps=2))
-    return pipe.save_pretrained(tmp_path_factory.mktemp("models") / "tiny-refined")
+    return tiny_refined_model_dir
 
 
 def test_refined_sizes_resolve_to_their_base_size(refined_model_dir: Path, tiny_model_dir: Path) -> None:

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import build_tiny_pipeline, perturb_
-from kinema.dit import DIT_PRESETS, DiT
+from kinema.dit import DiT
 from kinema.errors import InvalidInputError, RefusedPromptError
-from kinema.refine import Refiner, RefinerConfig
 from kinema.text import TextEncoder
 from kinema.ui.clip import ClipRequest, StudioModel, generate_clip, user_message
 from kinema.ui.provenance import NOT_INSTALLED, SafetyHooks, provenance_markdown
@@ -29,14 +27,8 @@ def model(tiny_model_dir: Path) -> StudioModel:
 
 
 @pytest.fixture(scope="module")
-def refiner_model_dir(text_encoder: TextEncoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model folder with a tiny random refiner in ``refiner/`` (as `kinema export` ships one)."""
-    pipe = build_tiny_pipeline(text_encoder)
-    torch.manual_seed(1)
-    dit = DiT(replace(DIT_PRESETS["tiny"], in_channels=pipe.vae.config.latent_channels))
-    perturb_(dit, 1)
-    pipe.refiner = Refiner(dit, pipe.vae, RefinerConfig(scale_factor=2))
-    return pipe.save_pretrained(tmp_path_factory.mktemp("models") / "tiny-refined")
+def refiner_model_dir(tiny_refined_model_dir: Path) -> Path:
+    return tiny_refined_model_dir
 
 
 def _clip(model: StudioModel, out: Path, **kw: object) -> tuple[object, list[tuple[float, str]]]:
