@@ -7,6 +7,8 @@
     torchrun --nproc_per_node 2 -m kinema train dit ... --parallel fsdp
     kinema cache text --config configs/dit_tiny.yaml --data data/manifest.csv --out caches/tiny
     kinema cache latents --config configs/dit_tiny.yaml --data data/manifest.csv --out caches/tiny
+    kinema cache text --for refiner --dtype float16 --preset world --config configs/refiner_default.yaml \
+        --data world:train --out caches/refiner
 
 Config resolution: preset (``--preset``, default ``tiny``) -> YAML (``--config``) -> dotted overrides
 (``--optim.lr=1e-4``, any number, anywhere after the sub-command). The resolved config is saved as
