@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -59,3 +60,17 @@ def test_refine_without_a_refiner_is_refused(tiny_pipeline, refined_pipeline):
         tiny_pipeline.generate("a ball", refine=True)
     with pytest.raises(InvalidInputError, match="refine_strength=0.0 not supported"):
         refined_pipeline.generate("a ball", refine=True, refine_strength=0.0)
+    with pytest.raises(InvalidInputError, match="refine_steps=0 not supported"):
+        refined_pipeline.generate("a ball", refine=True, refine_steps=0)
+    with pytest.raises(InvalidInputError, match="refine_guidance=0.5 not supported"):
+        refined_pipeline.generate("a ball", refine=True, refine_guidance=0.5)
+
+
+def test_refiner_defaults_come_from_its_config(refined_pipeline):
+    cfg = refined_pipeline.refiner.config
+    default = refined_pipeline.generate("a ball", frames=5, steps=2, refine=True, seed=1)
+    assert json.loads(default.metadata["kinema:params"])["refine"] == {"steps": cfg.steps, "strength": 1.0, "guidance": cfg.guidance}
+    guided = refined_pipeline.generate("a ball", frames=5, steps=2, refine=True, refine_steps=2, refine_guidance=3.0, seed=1)
+    assert json.loads(guided.metadata["kinema:params"])["refine"] == {"steps": 2, "strength": 1.0, "guidance": 3.0}
+    plain = refined_pipeline.generate("a ball", frames=5, steps=2, refine=True, refine_steps=2, seed=1)
+    assert not np.array_equal(plain.frames, guided.frames)  # the guidance pass changes the refined clip
