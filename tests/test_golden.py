@@ -41,7 +41,7 @@ GOLDEN_FAST: list[tuple[str, int, tuple[str, ...]]] = [
 
 # The shipped refiner (`--refine`, 2x): the refined clip passes what the base clip passes on these.
 GOLDEN_REFINE: list[tuple[str, int, tuple[str, ...]]] = [
-    ("a red ball moves to the right", 1, ("attributes", "background")),
+    ("a green ball falls", 2, ("attributes", "background")),
     ("a red square falls on a dark background", 0, ("direction", "background")),
 ]
 

@@ -16,9 +16,11 @@ from kinema.errors import InvalidInputError, ModelLoadError
 from kinema.refine import (
     RefinerConfig,
     area_downsample,
+    box_lowpass,
     guide_latents,
     load_refiner,
     refine_latents,
+    transfer_detail,
     upsample_bilinear,
 )
 from kinema.text import TextEncoder
@@ -135,3 +137,20 @@ def test_trained_refiner_beats_bilinear_upsampling(tmp_path: Path, text_encoder:
     bilinear = _psnr(upsample_bilinear(low, 2).clamp(-1, 1), high)
     ours = _psnr(refined, high)
     assert ours > bilinear + 0.5, (ours, bilinear)
+
+
+def test_transfer_detail_keeps_fine_detail_and_takes_coarse_structure_from_the_input():
+    gen = torch.Generator().manual_seed(0)
+    upsampled = torch.rand(1, 3, 2, 32, 32, generator=gen) * 0.2 - 0.5  # (b, c, f, H, W)
+    stripes = torch.zeros(1, 3, 2, 32, 32)
+    stripes[..., ::2] = 0.2
+    stripes[..., 1::2] = -0.2  # detail finer than any box: its box mean is ~0
+    shifted = upsampled.mean() + 0.3 + stripes  # wrong colour everywhere, plus fine detail
+    out = transfer_detail(shifted, upsampled, 9)
+    assert out.shape == shifted.shape
+    # the coarse structure is the input's, the stripes survive
+    assert (box_lowpass(out, 9) - box_lowpass(upsampled, 9))[..., 8:-8, 8:-8].abs().max() < 0.05  # the offset was 0.3+
+    assert ((out - box_lowpass(out, 9)) * stripes.sign())[..., 8:-8, 8:-8].mean() > 0.15
+    assert torch.equal(transfer_detail(shifted, upsampled, 0), shifted)
+    with pytest.raises(InvalidInputError, match="detail_box"):
+        RefinerConfig(detail_box=4)
