@@ -48,11 +48,12 @@ def main() -> None:
             hits = [not moderator.review(p).allowed for p in prompts]
             per_cat[cat] = (sum(hits), len(prompts))
             missed += [(cat, p) for p, h in zip(prompts, hits) if not h]
-        refused = [(p, moderator.review(p).category) for p in benign if not moderator.review(p).allowed]
+        verdicts = [(p, moderator.review(p)) for p in benign]
+        refused = [(p, v.category) for p, v in verdicts if not v.allowed]
         caught, total = sum(h for h, _ in per_cat.values()), sum(n for _, n in per_cat.values())
         results[name] = {"recall": caught / total, "caught": caught, "blocked": total, "false_positive_rate": len(refused) / len(benign),
                          "refused": len(refused), "benign": len(benign), "per_category": per_cat,
-                         "seconds_per_prompt": (time.perf_counter() - t0) / (total + 2 * len(benign))}
+                         "seconds_per_prompt": (time.perf_counter() - t0) / (total + len(benign))}
         cats = " ".join(f"{c}={h}/{n}" for c, (h, n) in per_cat.items())
         print(f"{name:12s} {100 * caught / total:6.1f}% ({caught:3d}/{total:3d}) {100 * len(refused) / len(benign):7.1f}% ({len(refused):3d}/{len(benign):3d})   {cats}")
         if args.misses:

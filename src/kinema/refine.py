@@ -82,7 +82,7 @@ class RefinerConfig:
             raise InvalidInputError(f"refiner.guide={self.guide!r} invalid; allowed: {GUIDES}")
         if not 0.0 <= self.noise_augmentation < 1.0:
             raise InvalidInputError(f"refiner.noise_augmentation={self.noise_augmentation} invalid; allowed: 0 <= a < 1")
-        if not isinstance(self.detail_box, int) or self.detail_box < 0 or self.detail_box % 2 == 0 and self.detail_box != 0:
+        if not isinstance(self.detail_box, int) or not (self.detail_box == 0 or (self.detail_box > 0 and self.detail_box % 2 == 1)):
             raise InvalidInputError(f"refiner.detail_box={self.detail_box!r} invalid; allowed: 0 (off) or an odd integer >= 1")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise InvalidInputError(f"refiner.steps={self.steps!r} invalid; allowed: an integer >= 1")
@@ -219,6 +219,8 @@ def refine_latents(
                                   cond_latents=cond.to(device), cond_mask=mask)
     latents = SAMPLERS[sampler](velocity, x.to(device), schedule, callback)  # (b, c, f', H', W')
     high = vae.decode(vae.denormalize(latents)).clamp(-1.0, 1.0)  # (b, 3, f, s h, s w)
+    if config.detail_box <= 1:
+        return high
     return transfer_detail(high, upsample_bilinear(low_video.to(high.device, high.dtype), config.scale_factor), config.detail_box)
 
 

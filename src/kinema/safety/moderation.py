@@ -43,7 +43,7 @@ import logging
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -242,10 +242,14 @@ def knn_votes(x: torch.Tensor, bank: torch.Tensor, labels: torch.Tensor, classes
         labels: ``(n,)`` int64 class of each bank row; k: neighbours (at most ``n``);
         temperature: weights are ``softmax(cosine / temperature)`` over the ``k`` neighbours.
     """
-    sims = x @ bank.T  # (b, n)
-    top, index = sims.topk(min(k, bank.shape[0]), dim=1)  # (b, k)
+    top, index = (x @ bank.T).topk(min(k, bank.shape[0]), dim=1)  # (b, k): cosines, best first, and bank rows
+    return _vote(top, index, labels, classes, temperature)
+
+
+def _vote(top: torch.Tensor, index: torch.Tensor, labels: torch.Tensor, classes: int, temperature: float) -> torch.Tensor:
+    """``(b, classes)`` vote of the neighbours ``index`` ``(b, k)`` with cosines ``top`` ``(b, k)``."""
     weight = torch.softmax(top / temperature, dim=1)  # (b, k)
-    return torch.zeros(x.shape[0], classes, dtype=weight.dtype).scatter_add(1, labels[index], weight)  # (b, classes)
+    return torch.zeros(top.shape[0], classes, dtype=weight.dtype).scatter_add(1, labels[index], weight)  # (b, classes)
 
 
 def default_bank_path() -> Path:
@@ -369,11 +373,10 @@ class EmbeddingClassifier:
         """The neighbours' vote for ``text`` (already normalised)."""
         x = sentence_embeddings(self.encoder, [text])  # (1, d)
         c = self.config
-        votes = knn_votes(x, self.bank.embeddings, self.bank.labels, len(LABELS), c.neighbors, c.temperature)[0]  # (k,)
-        sims = self.bank.embeddings @ x[0]  # (n,)
-        i = int(sims.argmax())
+        top, index = (x @ self.bank.embeddings.T).topk(min(c.neighbors, self.bank.labels.shape[0]), dim=1)  # (1, k), best first
+        votes = _vote(top, index, self.bank.labels, len(LABELS), c.temperature)[0]  # (classes,)
         return Scores(dict(zip(LABELS, votes.tolist(), strict=True)), 1.0 - float(votes[LABELS.index("benign")]),
-                      (float(sims[i]), LABELS[int(self.bank.labels[i])]))
+                      (float(top[0, 0]), LABELS[int(self.bank.labels[index[0, 0]])]))
 
     def classify(self, text: str) -> list[Flag]:
         if len(content_words(text)) < max(1, self.config.min_content_words):
