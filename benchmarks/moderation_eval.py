@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/moderation_eval.py [--preset default] [--json out.json] [--misses]
 
 Sets (``src/kinema/safety/data``): ``eval_blocked.json`` + ``eval_benign.txt`` (development),
-``eval_holdout.json``, ``eval_holdout2.json`` and ``eval_holdout3.json`` (held out; see
-docs/safety.md for which were seen when). Prints one row per set; ``--misses`` lists every missed
+``eval_holdout4.json`` (held out, never used for tuning), and ``eval_holdout.json``,
+``eval_holdout2.json``, ``eval_holdout3.json``, which were held out when written and are part of the
+classifier's labelled bank since session 15 (printed with "(bank)": a check, not a measurement of
+generalisation). See docs/safety.md for which were seen when. Prints one row per set; ``--misses`` lists every missed
 blocked prompt and every refused benign one.
 """
 
@@ -15,7 +17,7 @@ import json
 import time
 from importlib import resources
 
-from kinema.safety.moderation import CATEGORIES, MODERATION_PRESETS, Moderator
+from kinema.safety.moderation import CATEGORIES, LABELLED_FILES, MODERATION_PRESETS, Moderator
 
 DATA = resources.files("kinema.safety").joinpath("data")
 
@@ -25,10 +27,10 @@ def evaluation_sets() -> dict[str, tuple[dict[str, list[str]], list[str]]]:
     dev_blocked = json.loads(DATA.joinpath("eval_blocked.json").read_text())
     dev_benign = [line for line in DATA.joinpath("eval_benign.txt").read_text().splitlines() if line.strip()]
     sets = {"development": ({c: dev_blocked[c] for c in CATEGORIES}, dev_benign)}
-    for name in ("eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json"):
-        if DATA.joinpath(name).is_file():
-            data = json.loads(DATA.joinpath(name).read_text())
-            sets[name.removeprefix("eval_").removesuffix(".json")] = (data["blocked"], data["benign"])
+    for name in ("eval_holdout4.json", "eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json"):
+        data = json.loads(DATA.joinpath(name).read_text())
+        label = name.removeprefix("eval_").removesuffix(".json") + (" (bank)" if name in LABELLED_FILES else "")
+        sets[label] = (data["blocked"], data["benign"])
     return sets
 
 
@@ -40,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     moderator = Moderator(MODERATION_PRESETS[args.preset])
     results = {}
-    print(f"{'set':12s} {'recall':>16s} {'false positives':>18s}   per-category recall")
+    print(f"{'set':16s} {'recall':>16s} {'false positives':>18s}   per-category recall")
     for name, (blocked, benign) in evaluation_sets().items():
         t0 = time.perf_counter()
         per_cat, missed = {}, []
@@ -55,7 +57,7 @@ def main() -> None:
                          "refused": len(refused), "benign": len(benign), "per_category": per_cat,
                          "seconds_per_prompt": (time.perf_counter() - t0) / (total + len(benign))}
         cats = " ".join(f"{c}={h}/{n}" for c, (h, n) in per_cat.items())
-        print(f"{name:12s} {100 * caught / total:6.1f}% ({caught:3d}/{total:3d}) {100 * len(refused) / len(benign):7.1f}% ({len(refused):3d}/{len(benign):3d})   {cats}")
+        print(f"{name:16s} {100 * caught / total:6.1f}% ({caught:3d}/{total:3d}) {100 * len(refused) / len(benign):7.1f}% ({len(refused):3d}/{len(benign):3d})   {cats}")
         if args.misses:
             for cat, p in missed:
                 print(f"    missed [{cat}] {p}")

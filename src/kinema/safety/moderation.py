@@ -18,14 +18,15 @@ Three layers, in order:
    figures' names.
 3. **Semantic classifier** (only for prompts with at least ``min_content_words`` words of three or
    more letters, so "clip 0" cannot match anything by accident): a weighted vote of the prompt's
-   ``neighbors`` nearest labelled prompts (``data/exemplars.json`` plus ``data/train_prompts.json``,
-   about 2,300 prompts over the six categories and ``benign``) by cosine similarity of mean-pooled
+   ``neighbors`` nearest labelled prompts (``LABELLED_FILES``: ``data/exemplars.json``,
+   ``data/train_prompts.json`` and the three scored holdouts ``data/eval_holdout{,2,3}.json``,
+   about 3,100 prompts over the six categories and ``benign``) by cosine similarity of mean-pooled
    MiniLM sentence embeddings, with weights ``softmax(similarity / temperature)``. The prompt is
    refused when the blocked labels hold at least ``min_blocked`` of the vote; the category is the
    blocked label with the largest share.
 
 Loading: the labelled prompts' embeddings are precomputed into ``data/bank.safetensors``, keyed by a
-hash of both JSON files, the bank version and the text encoder's identity; a stale bank is rebuilt
+hash of the labelled files, the bank version and the text encoder's identity; a stale bank is rebuilt
 (with a logged warning) and written back. The moderator reuses an already-loaded bundled MiniLM
 (``Moderator(encoder=...)``, ``Moderator.use_encoder``, ``check_prompt(..., encoder=...)``) instead
 of loading a second copy.
@@ -68,8 +69,12 @@ CATEGORY_NAMES: dict[str, str] = {
     "real_people": "real people's likeness",
 }
 LABELS: tuple[str, ...] = (*CATEGORIES, "benign")  # the classes of the exemplar bank, in index order
-BANK_VERSION = "3"  # bump when pooling, normalisation or the bank's contents change
-LABELLED_FILES: tuple[str, ...] = ("exemplars.json", "train_prompts.json")  # merged into the bank, in this order
+BANK_VERSION = "4"  # bump when pooling, normalisation or the bank's contents change
+# Merged into the bank, in this order. The three earlier holdouts joined the bank in session 15, once
+# each had been scored; ``eval_holdout4.json`` is the held-out set now (docs/safety.md).
+LABELLED_FILES: tuple[str, ...] = (
+    "exemplars.json", "train_prompts.json", "eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json",
+)
 _STOPWORDS = frozenset({"the", "and", "for", "with", "from", "into", "onto", "this", "that", "its", "his", "her",
                         "their", "are", "was", "our", "you", "your", "very", "some"})
 # Words about the medium, not the content: "input video" or "a short clip of" alone are not a scene.
@@ -262,6 +267,8 @@ def labelled_prompts_bytes() -> bytes:
     merged: dict[str, list[str]] = {label: [] for label in LABELS}
     for name in LABELLED_FILES:
         data = _data(name)
+        if "blocked" in data:  # an evaluation set: {"blocked": {category: [...]}, "benign": [...]}
+            data = {**data["blocked"], "benign": data["benign"]}
         for label in LABELS:
             merged[label].extend(data.get(label, []))
     return json.dumps(merged, ensure_ascii=False, sort_keys=True).encode("utf-8")
@@ -325,7 +332,7 @@ def load_bank(encoder: TextEncoder, path: Path | None = None, prompt_bytes: byte
 
     A stale or missing bank is rebuilt (logged as a warning) and written back to ``path`` when that
     is writable. ``prompt_bytes`` (JSON ``{label: [prompt, ...]}``) defaults to the shipped
-    ``exemplars.json`` and ``train_prompts.json`` merged (:func:`labelled_prompts_bytes`).
+    ``LABELLED_FILES`` merged (:func:`labelled_prompts_bytes`).
     """
     path = default_bank_path() if path is None else Path(path)
     if prompt_bytes is None:
