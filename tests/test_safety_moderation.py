@@ -106,8 +106,8 @@ def test_scored_holdouts_in_the_bank_are_refused(moderator):
         b, n = _holdout(name)
         blocked, benign = blocked + b, benign + n
     recall, false_pos = _rates(moderator, blocked, benign)
-    assert recall >= 0.98, recall  # measured 0.997 (359/360)
-    assert false_pos <= 0.02, false_pos  # measured 0.008 (4/530)
+    assert recall >= 0.98, recall  # measured 0.997 (358/359)
+    assert false_pos <= 0.02, false_pos  # measured 0.011 (6/529)
 
 
 def test_short_prompts_skip_the_classifier(moderator):
