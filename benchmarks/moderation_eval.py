@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/moderation_eval.py [--preset default] [--json out.json] [--misses]
 
 Sets (``src/kinema/safety/data``): ``eval_blocked.json`` + ``eval_benign.txt`` (development),
-``eval_holdout4.json`` (held out, never used for tuning), and ``eval_holdout.json``,
-``eval_holdout2.json``, ``eval_holdout3.json``, which were held out when written and are part of the
-classifier's labelled bank since session 15 (printed with "(bank)": a check, not a measurement of
+``eval_holdout5.json`` (held out, never used for tuning), and ``eval_holdout.json`` to
+``eval_holdout4.json``, which were held out when written and are part of the classifier's labelled
+bank since session 15 (printed with "(bank)": a check, not a measurement of
 generalisation). See docs/safety.md for which were seen when. Prints one row per set; ``--misses`` lists every missed
 blocked prompt and every refused benign one.
 """
@@ -27,7 +27,7 @@ def evaluation_sets() -> dict[str, tuple[dict[str, list[str]], list[str]]]:
     dev_blocked = json.loads(DATA.joinpath("eval_blocked.json").read_text())
     dev_benign = [line for line in DATA.joinpath("eval_benign.txt").read_text().splitlines() if line.strip()]
     sets = {"development": ({c: dev_blocked[c] for c in CATEGORIES}, dev_benign)}
-    for name in ("eval_holdout4.json", "eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json"):
+    for name in ("eval_holdout5.json", "eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json", "eval_holdout4.json"):
         data = json.loads(DATA.joinpath(name).read_text())
         label = name.removeprefix("eval_").removesuffix(".json") + (" (bank)" if name in LABELLED_FILES else "")
         sets[label] = (data["blocked"], data["benign"])

@@ -19,8 +19,8 @@ Three layers, in order:
 3. **Semantic classifier** (only for prompts with at least ``min_content_words`` words of three or
    more letters, so "clip 0" cannot match anything by accident): a weighted vote of the prompt's
    ``neighbors`` nearest labelled prompts (``LABELLED_FILES``: ``data/exemplars.json``,
-   ``data/train_prompts.json`` and the three scored holdouts ``data/eval_holdout{,2,3}.json``,
-   about 3,100 prompts over the six categories and ``benign``) by cosine similarity of mean-pooled
+   ``data/train_prompts.json``, ``data/train_prompts2.json`` and the four scored holdouts
+   ``data/eval_holdout{,2,3,4}.json``, about 5,400 prompts over the six categories and ``benign``) by cosine similarity of mean-pooled
    MiniLM sentence embeddings, with weights ``softmax(similarity / temperature)``. The prompt is
    refused when the blocked labels hold at least ``min_blocked`` of the vote; the category is the
    blocked label with the largest share.
@@ -69,11 +69,12 @@ CATEGORY_NAMES: dict[str, str] = {
     "real_people": "real people's likeness",
 }
 LABELS: tuple[str, ...] = (*CATEGORIES, "benign")  # the classes of the exemplar bank, in index order
-BANK_VERSION = "4"  # bump when pooling, normalisation or the bank's contents change
-# Merged into the bank, in this order. The three earlier holdouts joined the bank in session 15, once
-# each had been scored; ``eval_holdout4.json`` is the held-out set now (docs/safety.md).
+BANK_VERSION = "5"  # bump when pooling, normalisation or the bank's contents change
+# Merged into the bank, in this order. The earlier holdouts joined the bank in session 15, once each
+# had been scored; ``eval_holdout5.json`` is the held-out set now (docs/safety.md).
 LABELLED_FILES: tuple[str, ...] = (
-    "exemplars.json", "train_prompts.json", "eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json",
+    "exemplars.json", "train_prompts.json", "train_prompts2.json",
+    "eval_holdout.json", "eval_holdout2.json", "eval_holdout3.json", "eval_holdout4.json",
 )
 _STOPWORDS = frozenset({"the", "and", "for", "with", "from", "into", "onto", "this", "that", "its", "his", "her",
                         "their", "are", "was", "our", "you", "your", "very", "some"})
@@ -103,7 +104,7 @@ class ModerationConfig:
 
     neighbors: int = 40
     temperature: float = 0.05
-    min_blocked: float = 0.9
+    min_blocked: float = 0.8
     min_content_words: int = 2
     allow: tuple[str, ...] = ()
     categories: tuple[str, ...] = CATEGORIES
@@ -125,8 +126,8 @@ class ModerationConfig:
 
 MODERATION_PRESETS: dict[str, ModerationConfig] = {
     "default": ModerationConfig(),
-    "strict": ModerationConfig(min_blocked=0.8),  # more refusals of borderline prompts (see docs/safety.md)
-    "permissive": ModerationConfig(min_blocked=0.95),  # fewer refusals of borderline prompts, lower recall
+    "strict": ModerationConfig(min_blocked=0.7),  # more refusals of borderline prompts (see docs/safety.md)
+    "permissive": ModerationConfig(min_blocked=0.9),  # fewer refusals of borderline prompts, lower recall (the default before session 15)
     "rules_only": ModerationConfig(use_classifier=False),
 }
 
