@@ -6,7 +6,8 @@ Content (``--content``): ``world`` (Kinema World renders, ``sample_example("trai
 sizes cycle 64x64, 96x64, 128x128 with ``--sizes``), ``blur`` (the same renders Gaussian-blurred,
 sigma 1 px, contrast halved: like a small model's soft, washed-out output), ``texture`` (moving
 1/f "natural" noise, RMS ~30 levels). Transformations: ``none``, ``h264`` (libx264 CRF 28 via
-``Video.save``), ``down50`` (Pillow bilinear to half size), ``crop10`` (10% off every border, off
+``Video.save``, preset veryfast), ``h264_medium`` (the same with x264's default preset, medium),
+``down50`` (Pillow bilinear to half size), ``crop10`` (10% off every border, off
 centre by one pixel), ``gif`` (Pillow adaptive 256-colour palette). Detection counts only an exact
 payload; a detected wrong payload is reported separately (``wrong``). False positives: the same
 clips without the mark, after every transformation. Not a pytest file (no ``test_`` prefix).
@@ -76,6 +77,11 @@ def t_h264(frames: np.ndarray, tmp: Path) -> np.ndarray:
     return read_video(Video(frames=frames, fps=16.0).save(tmp / "clip.mp4", crf=28)).frames
 
 
+def t_h264_medium(frames: np.ndarray, tmp: Path) -> np.ndarray:
+    """CRF 28 with x264's own default preset (``medium``: what ``ffmpeg -crf 28`` uses)."""
+    return read_video(Video(frames=frames, fps=16.0).save(tmp / "clip_medium.mp4", crf=28, preset="medium")).frames
+
+
 def t_down50(frames: np.ndarray, tmp: Path) -> np.ndarray:
     h, w = frames.shape[1:3]
     return np.stack([np.asarray(Image.fromarray(f).resize((w // 2, h // 2), Image.BILINEAR)) for f in frames])
@@ -94,7 +100,7 @@ def t_gif(frames: np.ndarray, tmp: Path) -> np.ndarray:
 
 
 TRANSFORMS: dict[str, Callable[[np.ndarray, Path], np.ndarray]] = {
-    "none": t_none, "h264": t_h264, "down50": t_down50, "crop10": t_crop10, "gif": t_gif,
+    "none": t_none, "h264": t_h264, "h264_medium": t_h264_medium, "down50": t_down50, "crop10": t_crop10, "gif": t_gif,
 }
 
 
