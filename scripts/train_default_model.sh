@@ -43,9 +43,19 @@ $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
   --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts
 
-# 5) the few-step student (reflow distillation of the pipeline above)
+# 5) the few-step student (reflow distillation of the pipeline above), in three stages that each
+#    reuse the previous stage's teacher pairs and continue its weights
 [ -d runs/reflow/final/dit ] || $K train reflow --model "$OUT" --data data/wd/manifest.jsonl \
   --config configs/reflow_default.yaml --out runs/reflow
+for stage in 2 3; do
+  prev=$([ $stage = 2 ] && echo runs/reflow || echo runs/reflow-v2)
+  if [ ! -d runs/reflow-v$stage/final/dit ]; then
+    mkdir -p runs/reflow-v$stage
+    [ -d runs/reflow-v$stage/pairs ] || cp -al "$prev/pairs" runs/reflow-v$stage/pairs
+    $K train reflow --model "$OUT" --data data/wd/manifest.jsonl \
+      --config configs/reflow_default_v$stage.yaml --out runs/reflow-v$stage
+  fi
+done
 
 # 6) the 2x refiner on the VAE of step 2 (the shipped one was trained on one GPU in 7 minutes; on the
 #    2-core CPU a step takes 15-19 s, so set REFINER=0 there to skip it, or expect about a day)
@@ -61,5 +71,5 @@ REFINE_ARGS=()
 [ -d runs/refiner-default/final ] && REFINE_ARGS=(--refiner runs/refiner-default/final)
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
-  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --fast-dit runs/reflow/final/dit "${REFINE_ARGS[@]}"
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --fast-dit runs/reflow-v3/final/dit "${REFINE_ARGS[@]}"
 echo "default model written to $OUT"

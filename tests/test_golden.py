@@ -33,7 +33,7 @@ GOLDEN: list[tuple[str, int, tuple[str, ...]]] = [
 GOLDEN_FAST: list[tuple[str, int, tuple[str, ...]]] = [
     ("a red ball moves to the right", 1, ("attributes", "background")),
     ("a green ball falls", 2, ("direction", "background")),
-    ("a yellow triangle moves up", 0, ("direction", "background")),
+    ("a green ball falls", 4, ("attributes", "background")),
     ("a red square falls on a dark background", 2, ("direction", "background")),
     ("a cyan square moves down", 2, ("direction", "background")),
 ]
