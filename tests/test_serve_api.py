@@ -91,7 +91,12 @@ def test_input_reference_is_the_first_frame(client: openai.OpenAI, server: LiveS
     image = np.asarray(Image.open(io.BytesIO(red)).convert("RGB"))
     expected = tiny_pipeline.generate("a ball", image=image, frames=9, width=48, height=32, seed=7)  # the same job in-process
     expected = read_video(finalize_output(expected, tmp_path / "expected.mp4", {}, model_id="kinema-tiny-test", generation_id=video.id))
-    assert np.abs(clip.frames.astype(float) - expected.frames.astype(float)).mean() < 0.5  # the same frames, watermark and H.264
+    # The same frames, watermark and H.264: usually bit-identical. Rarely (1 run in ~10 on a loaded
+    # CPU) float reductions in the server process round differently, the random tiny model amplifies
+    # that over its steps and x264 picks other modes: 2.6 levels was seen, while another seed gives ~32.
+    diff = np.abs(clip.frames.astype(float) - expected.frames.astype(float))  # (f, h, w, 3)
+    assert diff[0].mean() < 1.0, diff[0].mean()  # the reference image itself
+    assert diff.mean() < 6.0, diff.mean(axis=(1, 2, 3))
     other = tiny_pipeline.generate("a ball", image=np.full_like(image, 255), frames=9, width=48, height=32, seed=7)
     other = read_video(other.save(tmp_path / "other.mp4"))
     assert np.abs(clip.frames[0].astype(float) - other.frames[0].astype(float)).mean() > 2.0  # the image matters
