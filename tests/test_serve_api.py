@@ -91,7 +91,7 @@ def test_input_reference_is_the_first_frame(client: openai.OpenAI, server: LiveS
     image = np.asarray(Image.open(io.BytesIO(red)).convert("RGB"))
     expected = tiny_pipeline.generate("a ball", image=image, frames=9, width=48, height=32, seed=7)  # the same job in-process
     expected = read_video(finalize_output(expected, tmp_path / "expected.mp4", {}, model_id="kinema-tiny-test", generation_id=video.id))
-    # The same frames, watermark and H.264: usually bit-identical. Occasionally (2 of 12 runs of this file
+    # The same frames, watermark and H.264: usually bit-identical. Occasionally (2 of 15 runs of this test
     # in session 15) float reductions in the server process round differently, the random tiny model amplifies
     # that over its steps and x264 picks other modes: 2.6 levels was seen, while another seed gives ~32.
     diff = np.abs(clip.frames.astype(float) - expected.frames.astype(float))  # (f, h, w, 3)
