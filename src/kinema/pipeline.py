@@ -438,8 +438,7 @@ class KinemaPipeline:
             out = run_edit(self, s, src, strength)  # type: ignore[arg-type]
         refine_record = None
         if refine and self.refiner is not None:
-            r_steps = self.refiner.config.steps if refine_steps is None else int(refine_steps)
-            r_guidance = self.refiner.config.guidance if refine_guidance is None else float(refine_guidance)
+            r_steps, r_guidance = self.refiner.sampling(refine_steps, refine_guidance)
             out = self.refiner.refine(out, s, steps=r_steps, guidance=r_guidance, strength=refine_strength, text_encoder=self.text_encoder)
             refine_record = {"steps": r_steps, "strength": refine_strength, "guidance": r_guidance}
         params = s.record(

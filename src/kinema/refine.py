@@ -270,6 +270,10 @@ class Refiner:
         save_refiner_config(self.config, folder)
         return folder
 
+    def sampling(self, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
+        """``(steps, guidance)``: the given values, else the refiner's own (``refiner.json``)."""
+        return (self.config.steps if steps is None else int(steps), self.config.guidance if guidance is None else float(guidance))
+
     @torch.no_grad()
     def refine(
         self,
@@ -287,8 +291,7 @@ class Refiner:
         """
         from kinema.video import Video
 
-        steps = self.config.steps if steps is None else int(steps)
-        guidance = self.config.guidance if guidance is None else float(guidance)
+        steps, guidance = self.sampling(steps, guidance)
         low = Video(frames, fps=settings.fps).to_tensor()  # (1, 3, f, h, w)
         text = text_encoder.encode([settings.prompt])
         negative = text_encoder.encode([settings.negative_prompt]) if guidance != 1.0 else None

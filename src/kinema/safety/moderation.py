@@ -20,8 +20,8 @@ Three layers, in order:
    more letters, so "clip 0" cannot match anything by accident): a weighted vote of the prompt's
    ``neighbors`` nearest labelled prompts (``LABELLED_FILES``: ``data/exemplars.json``,
    ``data/train_prompts.json``, ``data/train_prompts2.json`` and the four scored holdouts
-   ``data/eval_holdout{,2,3,4}.json``, about 5,400 prompts over the six categories and ``benign``) by cosine similarity of mean-pooled
-   MiniLM sentence embeddings, with weights ``softmax(similarity / temperature)``. The prompt is
+   ``data/eval_holdout{,2,3,4}.json``, about 5,400 prompts over the six categories and
+   ``benign``) by cosine similarity of mean-pooled MiniLM sentence embeddings, with weights ``softmax(similarity / temperature)``. The prompt is
    refused when the blocked labels hold at least ``min_blocked`` of the vote; the category is the
    blocked label with the largest share.
 
@@ -248,8 +248,12 @@ def knn_votes(x: torch.Tensor, bank: torch.Tensor, labels: torch.Tensor, classes
         labels: ``(n,)`` int64 class of each bank row; k: neighbours (at most ``n``);
         temperature: weights are ``softmax(cosine / temperature)`` over the ``k`` neighbours.
     """
-    top, index = (x @ bank.T).topk(min(k, bank.shape[0]), dim=1)  # (b, k): cosines, best first, and bank rows
-    return _vote(top, index, labels, classes, temperature)
+    return _vote(*_nearest(x, bank, k), labels, classes, temperature)
+
+
+def _nearest(x: torch.Tensor, bank: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines ``(b, k)`` (best first) and bank rows ``(b, k)`` of the ``k`` nearest bank rows to ``x``."""
+    return (x @ bank.T).topk(min(k, bank.shape[0]), dim=1)
 
 
 def _vote(top: torch.Tensor, index: torch.Tensor, labels: torch.Tensor, classes: int, temperature: float) -> torch.Tensor:
@@ -381,7 +385,7 @@ class EmbeddingClassifier:
         """The neighbours' vote for ``text`` (already normalised)."""
         x = sentence_embeddings(self.encoder, [text])  # (1, d)
         c = self.config
-        top, index = (x @ self.bank.embeddings.T).topk(min(c.neighbors, self.bank.labels.shape[0]), dim=1)  # (1, k), best first
+        top, index = _nearest(x, self.bank.embeddings, c.neighbors)  # (1, k), best first
         votes = _vote(top, index, self.bank.labels, len(LABELS), c.temperature)[0]  # (classes,)
         return Scores(dict(zip(LABELS, votes.tolist(), strict=True)), 1.0 - float(votes[LABELS.index("benign")]),
                       (float(top[0, 0]), LABELS[int(self.bank.labels[index[0, 0]])]))
