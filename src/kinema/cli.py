@@ -72,7 +72,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine-steps", type=int, default=None, help="refiner sampling steps (default: the refiner's own, refiner.json)")
     p.add_argument("--refine-guidance", type=float, default=None, help="refiner text guidance (default: the refiner's own, refiner.json)")
     p.add_argument("--refine-strength", type=float, default=1.0, help="refiner start time in (0, 1]; lower keeps more of the base clip")
-    p.add_argument("--fast", action="store_true", help="text-to-video with the model's few-step student (about 5x faster; no --guidance/--negative)")
+    p.add_argument("--fast", action="store_true", help="text-to-video with the model's few-step student: 8 one-pass steps instead of 20 guided ones (0.16 s instead of 0.44 s for the default clip; no --guidance/--negative)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate)
 
