@@ -32,6 +32,10 @@ fi
 [ -d runs/vae-default/final ] || OMP_NUM_THREADS=${VAE_THREADS:-1} $K train vae --preset world \
   --config configs/vae_default.yaml --data world:train --out runs/vae-default --resume latest
 
+# 2b) the VAE's decoder alone, fine-tuned on 1-4 s clips (the encoder, so the latents, stay as in step 2)
+[ -d runs/vae-decoder/final ] || $K train vae --preset world --config configs/vae_default_decoder.yaml \
+  --data world:train --out runs/vae-decoder --resume latest
+
 # 3) latent and text caches, then the DiT
 [ -f caches/default/latents/index.json ] || $K cache latents --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
 [ -f caches/default/text/index.json ] || $K cache text --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
@@ -41,7 +45,7 @@ fi
 # 4) the pipeline folder (fp16), with the world-vocabulary prompt normaliser on
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
-  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae runs/vae-decoder/final/vae
 
 # 5) the few-step student (reflow distillation of the pipeline above), in three stages that each
 #    reuse the previous stage's teacher pairs and continue its weights
@@ -71,5 +75,6 @@ REFINE_ARGS=()
 [ -d runs/refiner-default/final ] && REFINE_ARGS=(--refiner runs/refiner-default/final)
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
-  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --fast-dit runs/reflow-v3/final/dit "${REFINE_ARGS[@]}"
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae runs/vae-decoder/final/vae \
+  --fast-dit runs/reflow-v3/final/dit "${REFINE_ARGS[@]}"
 echo "default model written to $OUT"

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from kinema.checkpoint import load_component
 from kinema.data import Bucket, write_synthetic_dataset
 from kinema.dit import DiT, DiTConfig
+from kinema.errors import InvalidInputError
 from kinema.text.encoder import TextEncoder
 from kinema.train.checkpointing import list_checkpoints
 from kinema.train.statefiles import load_json_state, load_state
@@ -48,6 +49,25 @@ def test_vae_training_reduces_loss_and_exports(tmp_path: Path, manifest: Path) -
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["schedule"]["total_steps"] == 20
 
+
+
+def test_vae_decoder_finetune_keeps_encoder_and_scaling(tmp_path: Path, manifest: Path) -> None:
+    """``train_encoder: false`` from ``init``: only the decoder moves, the latent scaling is the init's."""
+    base_cfg = replace(VAE_TRAIN_PRESETS["tiny"], schedule=ScheduleConfig(total_steps=10, warmup_steps=2))
+    train_vae(base_cfg, str(manifest), tmp_path / "base")
+    init = tmp_path / "base" / "final" / "vae"
+    cfg = replace(base_cfg, init=str(init), train_encoder=False, model=replace(base_cfg.model, base_channels=4))
+    train_vae(cfg, str(manifest), tmp_path / "dec")
+    before = load_component(CausalVAE, VAEConfig, init)
+    after = load_component(CausalVAE, VAEConfig, tmp_path / "dec" / "final" / "vae")
+    assert after.config == before.config  # the init's architecture and scaling, not cfg.model's
+    a, b = before.state_dict(), after.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("encoder."))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    with pytest.raises(InvalidInputError, match="init"):
+        train_vae(replace(base_cfg, train_encoder=False), str(manifest), tmp_path / "bad")
+    with pytest.raises(InvalidInputError, match="not a VAE component folder"):
+        train_vae(replace(base_cfg, init=str(tmp_path)), str(manifest), tmp_path / "bad2")
 
 def _eval_loss(dit: DiT, cfg, manifest: Path) -> float:
     """Velocity error on fixed latents, noise and times, all frames generated (text-to-video)."""

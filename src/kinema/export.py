@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from kinema.checkpoint import load_component, read_json_config
 from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError, ModelLoadError
@@ -38,11 +40,14 @@ def export_pipeline(
     world_prompts: bool = False,
     fast_dit: str | Path | None = None,
     fast_steps: int = 8,
+    vae: str | Path | None = None,
 ) -> Path:
     """Build and save a ``KinemaPipeline`` folder from a training run's ``final`` folder.
 
     ``fast_dit``: a few-step student (``RUN/final/dit`` of ``kinema train reflow``) shipped as
     ``dit_fast/`` and sampled with ``fast_steps`` steps by ``generate(fast=True)``.
+    ``vae``: a VAE folder to ship instead of ``final/vae``, e.g. a decoder fine-tuned with
+    ``train_encoder: false``; its encoder and latent scaling must be the run's (see :func:`check_same_latents`).
     """
     final_dir = Path(final_dir)
     if not final_dir.is_dir():
@@ -51,7 +56,11 @@ def export_pipeline(
     if not text_path.is_file():
         raise ModelLoadError(f"'{final_dir}' has no text/config.json; is it the final folder of a DiT run?")
     text_config = read_json_config(TextEncoderConfig, text_path)
-    vae = load_component(CausalVAE, VAEConfig, final_dir / "vae")
+    vae_model = load_component(CausalVAE, VAEConfig, final_dir / "vae")
+    if vae is not None:
+        replacement = load_component(CausalVAE, VAEConfig, vae)
+        check_same_latents(vae_model, replacement, str(vae))
+        vae_model = replacement
     dit = load_component(DiT, DiTConfig, final_dir / "dit")
     sizes = sizes or [(64, 64)]
     config = PipelineConfig(
@@ -70,8 +79,21 @@ def export_pipeline(
         fast_steps=fast_steps,
     )
     student = load_component(DiT, DiTConfig, fast_dit) if fast_dit is not None else None
-    pipe = KinemaPipeline(config, vae, dit, TextEncoder(text_config), Refiner.load(refiner) if refiner is not None else None, student)
+    pipe = KinemaPipeline(config, vae_model, dit, TextEncoder(text_config), Refiner.load(refiner) if refiner is not None else None, student)
     return pipe.save_pretrained(out, dtype=dtype)
+
+
+def check_same_latents(trained: CausalVAE, replacement: CausalVAE, name: str) -> None:
+    """Raise unless ``replacement`` makes the latents ``trained`` made (same config, encoder weights and scaling),
+    the only condition under which a DiT trained on ``trained``'s latents can be decoded by it."""
+    if replacement.config != trained.config:
+        raise InvalidInputError(f"VAE '{name}' has another config than the run's VAE ({replacement.config} vs {trained.config}); "
+                                "only a decoder fine-tuned from the run's VAE (train_encoder: false) can replace it")
+    mine, theirs = trained.state_dict(), replacement.state_dict()
+    changed = [k for k in mine if k.startswith("encoder.") and not torch.allclose(mine[k].float(), theirs[k].float(), rtol=1e-3, atol=1e-4)]
+    if changed:
+        raise InvalidInputError(f"VAE '{name}' has another encoder than the run's VAE ({len(changed)} tensors differ, e.g. {changed[0]}); "
+                                "the DiT's latents would not match. Fine-tune the decoder only (train_encoder: false)")
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
@@ -100,6 +122,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--fast-dit", type=Path, default=None, help="a few-step student (RUN/final/dit of `kinema train reflow`) to ship as dit_fast/ for --fast")
     p.add_argument("--fast-steps", type=int, default=8, help="sampling steps of the few-step student")
     p.add_argument("--world-prompts", action="store_true", help="rewrite prompts into the Kinema World vocabulary before conditioning (models trained on Kinema World)")
+    p.add_argument("--vae", type=Path, default=None, help="a VAE folder to ship instead of final/vae: a decoder fine-tuned from it (train_encoder: false); the encoder must be the same")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16", help="weight storage dtype")
     p.set_defaults(func=run)
 
@@ -110,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_pipeline(
         args.final, args.out, name=args.name, description=args.description, sizes=args.sizes, max_frames=args.max_frames,
         default_seconds=args.seconds, fps=args.fps, steps=args.steps, guidance=args.guidance, dtype=args.dtype, refiner=args.refiner,
-        world_prompts=args.world_prompts, fast_dit=args.fast_dit, fast_steps=args.fast_steps,
+        world_prompts=args.world_prompts, fast_dit=args.fast_dit, fast_steps=args.fast_steps, vae=args.vae,
     )
     print(f"wrote pipeline folder {out}")
     return 0

@@ -116,6 +116,8 @@ class VAETrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     scaling_batches: int = 4  # batches encoded at export to measure the latent scaling/shift
+    init: str | None = None  # a trained VAE component folder to start from (its config replaces ``model``)
+    train_encoder: bool = True  # False: fine-tune the decoder only; the latent space (and every DiT trained on it) stays valid
 
 
 @dataclass

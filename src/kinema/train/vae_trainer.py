@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from kinema.checkpoint import save_component
+from kinema.checkpoint import load_component, save_component
+from kinema.errors import InvalidInputError
 from kinema.data.buckets import Bucket
 from kinema.data.datasets import batch_stream
 from kinema.train.checkpointing import export_state, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -38,7 +39,7 @@ from kinema.train.common import (
 from kinema.train.config import VAETrainConfig
 from kinema.train.distributed import DistInfo, all_gather_objects, all_reduce_mean, cleanup, gradient_sync, init_distributed, wrap_model
 from kinema.train.optim import EMA, build_optimizer, build_scheduler
-from kinema.vae import CausalVAE, estimate_latent_scaling, vae_loss
+from kinema.vae import CausalVAE, VAEConfig, estimate_latent_scaling, vae_loss
 
 log = logging.getLogger("kinema.train")
 
@@ -69,11 +70,19 @@ def train_vae(
 def _train(cfg: VAETrainConfig, data: str, out: Path, info: DistInfo, resume: str | Path | None, stop_after: int | None) -> TrainResult:
     device = info.device
     torch.use_deterministic_algorithms(cfg.runtime.deterministic)
+    init = _load_init(cfg)
+    if init is not None:
+        cfg = replace(cfg, model=replace(init.config, gradient_checkpointing=cfg.model.gradient_checkpointing))
     run_dir = prepare_run_dir(out, cfg, info, data)
     dataset, sampler = make_data(data, cfg.data, info)
 
     seed_everything(cfg.runtime.seed)  # identical initial weights on every rank
     model = CausalVAE(cfg.model).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+        log.info("starting from %s%s", cfg.init, "" if cfg.train_encoder else " (decoder only: the encoder and the latent scaling stay)")
+    if not cfg.train_encoder:
+        model.encoder.requires_grad_(False)
     check_buckets(dataset.buckets, model.check_input_size)
     n_params = sum(p.numel() for p in model.parameters())
     wrapped = wrap_model(model, info, shard_units=vae_shard_units(model) if info.mode == "fsdp" else None)
@@ -188,6 +197,17 @@ def _flops_probe(cfg: VAETrainConfig, bucket: Bucket) -> Callable[[], torch.Tens
     return run
 
 
+def _load_init(cfg: VAETrainConfig) -> CausalVAE | None:
+    """The VAE ``cfg.init`` names (fp32), or None; decoder-only training needs one."""
+    if cfg.init is None:
+        if not cfg.train_encoder:
+            raise InvalidInputError("train_encoder: false fine-tunes a trained VAE's decoder; set init to its component folder (e.g. runs/vae/final/vae)")
+        return None
+    if not (Path(cfg.init) / "config.json").is_file():
+        raise InvalidInputError(f"init '{cfg.init}' is not a VAE component folder (no config.json); give e.g. runs/vae/final/vae")
+    return load_component(CausalVAE, VAEConfig, cfg.init).float()
+
+
 @torch.no_grad()
 def _export(cfg: VAETrainConfig, model: CausalVAE, ema: EMA | None, dataset, sampler, run_dir: Path, info: DistInfo) -> Path:
     """Rank 0 writes ``RUN/final/vae``: EMA weights + latent scaling measured on training clips."""
@@ -197,6 +217,11 @@ def _export(cfg: VAETrainConfig, model: CausalVAE, ema: EMA | None, dataset, sam
         export = CausalVAE(cfg.model)
         export.load_state_dict(weights)
         export.eval()
+        if not cfg.train_encoder:  # same encoder, same latents: keep the scaling every DiT on it was trained with
+            save_component(export, folder)
+            log.info("exported %s (decoder fine-tuned; latent scaling %.4f, shift %.4f kept)", folder,
+                     export.config.scaling_factor, export.config.shift_factor)
+            return folder
         latents = []
         for position, batch in batch_stream(dataset, sampler, start=0):
             latents.append(export.encode(batch["video"]).mode())  # (b, c, f', h', w')
