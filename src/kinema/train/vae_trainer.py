@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from kinema.checkpoint import load_component, save_component
-from kinema.errors import InvalidInputError
 from kinema.data.buckets import Bucket
 from kinema.data.datasets import batch_stream
+from kinema.errors import InvalidInputError
 from kinema.train.checkpointing import export_state, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from kinema.train.common import (
     RunLog,
