@@ -20,7 +20,7 @@ from kinema.train.checkpointing import list_checkpoints
 from kinema.train.statefiles import load_json_state, load_state
 from kinema.train.cli import main
 from kinema.train.config import DIT_TRAIN_PRESETS, VAE_TRAIN_PRESETS, CheckpointConfig, DataConfig, MaskConfig, OptimConfig, ScheduleConfig
-from kinema.train.dit_trainer import Conditioning, LatentSource, flow_matching_loss, train_dit
+from kinema.train.dit_trainer import Conditioning, LatentSource, TextSource, flow_matching_loss, train_dit
 from kinema.train.vae_trainer import train_vae
 from kinema.vae import CausalVAE, VAEConfig
 
@@ -168,3 +168,17 @@ def test_world_source_trains(tmp_path: Path) -> None:
                   data=DataConfig(buckets=[Bucket(5, 16, 16, 2)], world_clips=8))
     result = train_dit(cfg, "world:train", tmp_path / "run")
     assert result.step == 3 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_text_source_memo_refills_when_full() -> None:
+    """A full caption memo is emptied before a batch, and every caption of the batch (the empty
+    caption of caption dropout too) is encoded again: a run on rendered worlds, which sees a new
+    caption almost every item, once died here with KeyError ''."""
+    cfg = replace(DIT_TRAIN_PRESETS["tiny"])
+    texts = TextSource(cfg, torch.device("cpu"), None)
+    texts.memo_limit = 4
+    first = texts(["", "a red ball"]).states
+    texts(["a blue square", "a green ball"])  # fills the memo to its limit
+    again = texts(["", "a red ball", "a cyan triangle"])  # "" was memoised, then dropped
+    assert len(texts.memo) == 3
+    assert torch.equal(again.states[:2, : first.shape[1]], first)

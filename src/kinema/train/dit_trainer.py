@@ -127,6 +127,7 @@ class TextSource:
         self.cache = TextEmbeddingCache(cache_dir) if cache_dir else None
         self.encoder = None if self.cache is not None else TextEncoder(cfg.text)
         self.memo: dict[str, torch.Tensor] = {}
+        self.memo_limit = 100_000  # captions kept; rendered worlds make a new one almost every item
         dim = self.cache.dim if self.cache is not None else self.encoder.dim  # type: ignore[union-attr]
         if dim != cfg.model.text_dim:
             raise InvalidInputError(f"text states have dim {dim} but model.text_dim={cfg.model.text_dim}; make them equal")
@@ -135,10 +136,10 @@ class TextSource:
         if self.cache is not None:
             states = self.cache.lookup(captions)
         else:
+            if len(self.memo) + len(captions) > self.memo_limit:
+                self.memo.clear()  # before choosing what to encode, so every caption of this batch is encoded
             todo = sorted({c for c in captions if c not in self.memo})
             if todo:
-                if len(self.memo) > 100_000:
-                    self.memo.clear()
                 self.memo.update(zip(todo, self.encoder.encode_unpadded(todo)))  # type: ignore[union-attr]
             states = [self.memo[c] for c in captions]
         return TextEmbedding.from_unpadded(states).to(self.device)
