@@ -36,6 +36,17 @@ fi
 [ -d runs/vae-decoder/final ] || $K train vae --preset world --config configs/vae_default_decoder.yaml \
   --data world:train --out runs/vae-decoder --resume latest
 
+# 2c) stage 3 of the decoder, the shipped one: configs/vae_default_decoder_gpu.yaml, trained on one H200
+#     beside a DiT trial (scripts/train_default_gpu.sh); it shipped as the EMA at step 5,500 of its
+#     6,522-step schedule (the run hit its time limit). On a CPU it would take about 9 hours: set
+#     VAE_STAGE3=0 to ship the stage-2 decoder instead.
+VAE_FINAL=runs/vae-decoder/final/vae
+if [ "${VAE_STAGE3:-1}" = 1 ]; then
+  [ -d runs/vae-decoder-gpu/final ] || $K train vae --preset world --config configs/vae_default_decoder_gpu.yaml \
+    --data world:train --out runs/vae-decoder-gpu --resume latest
+  VAE_FINAL=runs/vae-decoder-gpu/final/vae
+fi
+
 # 3) latent and text caches, then the DiT
 [ -f caches/default/latents/index.json ] || $K cache latents --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
 [ -f caches/default/text/index.json ] || $K cache text --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
@@ -45,7 +56,7 @@ fi
 # 4) the pipeline folder (fp16), with the world-vocabulary prompt normaliser on
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
-  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae runs/vae-decoder/final/vae
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae "$VAE_FINAL"
 
 # 5) the few-step student (reflow distillation of the pipeline above), in three stages that each
 #    reuse the previous stage's teacher pairs and continue its weights
@@ -75,6 +86,6 @@ REFINE_ARGS=()
 [ -d runs/refiner-default/final ] && REFINE_ARGS=(--refiner runs/refiner-default/final)
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
-  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae runs/vae-decoder/final/vae \
+  --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae "$VAE_FINAL" \
   --fast-dit runs/reflow-v3/final/dit "${REFINE_ARGS[@]}"
 echo "default model written to $OUT"
