@@ -254,7 +254,7 @@ def test_vae_loss_terms() -> None:
     kl_post = DiagonalGaussian(torch.ones(2, 4, 2, 2, 2), torch.zeros(2, 4, 2, 2, 2))
     with_kl = vae_loss(x, VAEOutput(recon=x.clone(), posterior=kl_post), kl_weight=1.0)
     torch.testing.assert_close(with_kl.kl, torch.tensor(0.5 * 32 / x[0].numel()))
-    assert set(with_kl.as_dict()) == {"total", "recon", "kl", "l1", "mse", "grad"}
+    assert set(with_kl.as_dict()) == {"total", "recon", "kl", "l1", "mse", "grad", "temporal"}
     with pytest.raises(InvalidInputError, match="recon shape"):
         vae_loss(x, VAEOutput(recon=x[:, :, :1], posterior=post))
 
@@ -277,6 +277,29 @@ def test_foreground_weighted_loss_counts_object_pixels_more() -> None:
     torch.testing.assert_close(offset.l1, torch.tensor(0.1))  # a weighted mean: uniform errors keep their scale
     with pytest.raises(InvalidInputError, match="foreground_weight"):
         vae_loss(clip, VAEOutput(recon=clip, posterior=post), foreground_weight=-1.0)
+
+
+def test_temporal_loss_pays_for_jumps_between_latent_groups_only() -> None:
+    from kinema.vae.losses import foreground_weights, temporal_loss
+
+    clip = moving_square_clip(frames=9, size=16)
+    post = DiagonalGaussian(torch.zeros(1, 4, 3, 4, 4), torch.zeros(1, 4, 3, 4, 4))
+    assert float(temporal_loss(clip, clip + 0.1)) < 1e-6  # the same error in every frame changes nothing
+    groups = clip.clone()
+    groups[:, :, 5:] += 0.2  # a causal VAE's second group decoded with another error: one jump, between frames 4 and 5
+    plain = temporal_loss(clip, groups)
+    torch.testing.assert_close(plain, torch.tensor(0.2 / 8))  # one of 8 frame pairs, off by 0.2 everywhere
+    on_objects = clip.clone()
+    on_objects[:, :, 5:] = torch.where(clip[:, :, 5:] < 0, clip[:, :, 5:] + 0.2, clip[:, :, 5:])  # the jump on the red square only
+    weights = foreground_weights(clip, 15.0)
+    assert float(temporal_loss(clip, on_objects, weights)) > 3 * float(temporal_loss(clip, on_objects))  # measured 4.5x
+    off = vae_loss(clip, VAEOutput(recon=groups, posterior=post), temporal_weight=2.0)
+    torch.testing.assert_close(off.temporal, plain)
+    torch.testing.assert_close(off.total - off.recon - 0.5 * off.grad - 1e-6 * off.kl, 2.0 * plain)
+    assert float(vae_loss(clip, VAEOutput(recon=groups, posterior=post)).temporal) == 0.0  # off by default
+    assert float(temporal_loss(clip[:, :, :1], groups[:, :, :1])) == 0.0  # an image has no frame pairs
+    with pytest.raises(InvalidInputError, match="temporal_weight"):
+        vae_loss(clip, VAEOutput(recon=clip, posterior=post), temporal_weight=-1.0)
 
 
 def moving_square_clip(frames: int = 9, size: int = 32) -> torch.Tensor:

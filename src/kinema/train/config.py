@@ -102,6 +102,7 @@ class VAELossConfig:
     mse_weight: float = 1.0  # L1 alone settles in a background-only minimum on flat clips (docs/architecture.md)
     grad_weight: float = 0.5
     foreground_weight: float = 0.0  # extra weight on object pixels (kinema.vae.losses.foreground_weights)
+    temporal_weight: float = 0.0  # frame-to-frame changes (kinema.vae.losses.temporal_loss): jumps at latent-group boundaries
 
 
 @dataclass
