@@ -69,6 +69,20 @@ def test_vae_decoder_finetune_keeps_encoder_and_scaling(tmp_path: Path, manifest
     with pytest.raises(InvalidInputError, match="not a VAE component folder"):
         train_vae(replace(base_cfg, init=str(tmp_path)), str(manifest), tmp_path / "bad2")
 
+def test_cli_sets_top_level_keys(tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--init=DIR --train_encoder=false`` reach the config like dotted overrides; an unknown key is named."""
+    assert main(["train", "vae", "--data", str(manifest), "--out", str(tmp_path / "base"), "--schedule.total_steps=4"]) == 0
+    init = tmp_path / "base" / "final" / "vae"
+    args = ["train", "vae", "--data", str(manifest), "--out", str(tmp_path / "dec"), "--schedule.total_steps=4",
+            f"--init={init}", "--train_encoder=false", "--loss.temporal_weight=2.0"]
+    assert main(args) == 0
+    saved = yaml.safe_load((tmp_path / "dec" / "config.yaml").read_text())
+    assert (saved["init"], saved["train_encoder"], saved["loss"]["temporal_weight"]) == (str(init), False, 2.0)
+    capsys.readouterr()
+    assert main(["train", "vae", "--data", str(manifest), "--out", str(tmp_path / "x"), "--initt=foo"]) == 2
+    assert "unknown key 'initt'" in capsys.readouterr().err
+
+
 def _eval_loss(dit: DiT, cfg, manifest: Path) -> float:
     """Velocity error on fixed latents, noise and times, all frames generated (text-to-video)."""
     from kinema.data import VideoDataset

@@ -50,8 +50,11 @@ def _accept_overrides(parser: argparse.ArgumentParser) -> None:
         argv = list(sys.argv[1:] if args is None else args)
         rest, overrides = split_overrides(argv)
         ns, extra = original(rest, namespace)
-        ns.overrides = [*getattr(ns, "overrides", []), *overrides]
-        return ns, extra
+        # `--key=value` that is no option of the command sets a top-level config key (`--init=DIR`);
+        # load_config names the allowed keys when it is none
+        top = [a for a in extra if a.startswith("--") and "=" in a]
+        ns.overrides = [*getattr(ns, "overrides", []), *overrides, *top]
+        return ns, [a for a in extra if a not in top]
 
     parser.parse_known_args = types.MethodType(parse_known_args, parser)  # type: ignore[method-assign]
     parser.set_defaults(overrides=[])
