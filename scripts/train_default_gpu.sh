@@ -21,9 +21,10 @@ PY=${PYTHON:-python3}
 PROBE=${PROBE_STEPS:-60}
 mkdir -p "$RUNS"
 
-dit() { "${K[@]}" train dit --preset world --config configs/dit_default_gpu.yaml --data world:train \
+T=()  # a prefix for the real runs: timeout
+dit() { "${T[@]}" "${K[@]}" train dit --preset world --config configs/dit_default_gpu.yaml --data world:train \
   --runtime.device="$DEVICE" --text.device="$DEVICE" "${EXTRA[@]}" "$@"; }
-vae() { "${K[@]}" train vae --preset world --config configs/vae_default_decoder_gpu.yaml --data world:train \
+vae() { "${T[@]}" "${K[@]}" train vae --preset world --config configs/vae_default_decoder_gpu.yaml --data world:train \
   --runtime.device="$DEVICE" "${EXTRA_V[@]}" "$@"; }
 steps_for() {  # steps that fill BUDGET seconds at the probe's last measured rate (90% of it)
   "$PY" -c "import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(max(2, int(0.9*r['steps_per_s']*float(sys.argv[2]))))" \
@@ -43,13 +44,9 @@ if [ "${VAE:-1}" = 1 ]; then
 fi
 
 echo "train ($(date +%T))"
-LIMIT=$((BUDGET * 13 / 10 + 60))  # a run that overruns its budget badly is stopped; its last checkpoint stays
-timeout "$LIMIT" bash -c "$(declare -f dit); $(declare -p K EXTRA DEVICE); dit --out '$RUNS/dit-gpu' --schedule.total_steps=$DIT_STEPS --resume latest" \
-  > "$RUNS/dit-gpu.log" 2>&1 &
-if [ "${VAE:-1}" = 1 ]; then
-  timeout "$LIMIT" bash -c "$(declare -f vae); $(declare -p K DEVICE EXTRA_V); vae --out '$RUNS/vae-decoder-gpu' --schedule.total_steps=$VAE_STEPS --resume latest" \
-    > "$RUNS/vae-decoder-gpu.log" 2>&1 &
-fi
+T=(timeout $((BUDGET * 13 / 10 + 60)))  # a run that overruns its budget badly is stopped; its last checkpoint stays
+dit --out "$RUNS/dit-gpu" --schedule.total_steps="$DIT_STEPS" --resume latest > "$RUNS/dit-gpu.log" 2>&1 &
+[ "${VAE:-1}" = 1 ] && vae --out "$RUNS/vae-decoder-gpu" --schedule.total_steps="$VAE_STEPS" --resume latest > "$RUNS/vae-decoder-gpu.log" 2>&1 &
 wait
 echo "done ($(date +%T))"
 tail -3 "$RUNS/dit-gpu.log"

@@ -11,7 +11,7 @@
         --data world:train --out caches/refiner
 
 Config resolution: preset (``--preset``, default ``tiny``) -> YAML (``--config``) -> dotted overrides
-(``--optim.lr=1e-4``, any number, anywhere after the sub-command). The resolved config is saved as
+(``--optim.lr=1e-4``, or ``--init=DIR`` for a top-level key; any number, anywhere after the sub-command). The resolved config is saved as
 ``RUN/config.yaml``.
 """
 
@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> None:
     train_sub = train.add_subparsers(dest="model", required=True)
     helps = {"vae": "train the VAE", "dit": "train the DiT", "refiner": "train the 2x refiner DiT (buckets = high-res sizes)"}
     for name, text in helps.items():
-        p = train_sub.add_parser(name, help=f"{text}  [--key.sub=value ...]")
+        p = train_sub.add_parser(name, help=f"{text}  [--key.sub=value | --key=value ...]")
         _common(p)
         p.add_argument("--resume", nargs="?", const="latest", default=None,
                        help="continue from the newest checkpoint in --out (or from the given checkpoint folder)")
@@ -89,7 +89,7 @@ def add_parser(subparsers: Any) -> None:
     cache = subparsers.add_parser("cache", help="precompute text embeddings or VAE latents for DiT training")
     cache_sub = cache.add_subparsers(dest="kind", required=True)
     for name in ("text", "latents"):
-        p = cache_sub.add_parser(name, help=f"build the {name} cache  [--key.sub=value ...]")
+        p = cache_sub.add_parser(name, help=f"build the {name} cache  [--key.sub=value | --key=value ...]")
         _common(p)
         p.add_argument("--batch-size", type=int, default=8, help="clips per VAE encode (latents)")
         p.add_argument("--for", dest="model", choices=("dit", "refiner"), default="dit",
@@ -103,7 +103,7 @@ def add_parser(subparsers: Any) -> None:
 
 def _add_reflow_parser(train_sub: Any) -> None:
     """``kinema train reflow``: teacher pairs from a trained pipeline, then a few-step student."""
-    p = train_sub.add_parser("reflow", help="distill a few-step student from a trained pipeline  [--key.sub=value ...]")
+    p = train_sub.add_parser("reflow", help="distill a few-step student from a trained pipeline  [--key.sub=value | --key=value ...]")
     p.add_argument("--model", type=Path, required=True, help="teacher pipeline folder (e.g. src/kinema/weights/default)")
     p.add_argument("--data", type=Path, required=True, help="prompts: a .txt file (one per line) or a manifest (its captions)")
     p.add_argument("--out", type=Path, required=True, help="run folder (pairs/, checkpoints/, final/)")

@@ -127,8 +127,7 @@ def _train(cfg: VAETrainConfig, data: str, out: Path, info: DistInfo, resume: st
             with gradient_sync(wrapped, micro == cfg.optim.grad_accum - 1):
                 with autocast(device, amp):
                     output = wrapped(video, sample_posterior=True, generator=generator)
-                    loss = vae_loss(video, output, cfg.loss.kl_weight, cfg.loss.l1_weight, cfg.loss.mse_weight, cfg.loss.grad_weight, cfg.loss.foreground_weight,
-                                    cfg.loss.temporal_weight)
+                    loss = vae_loss(video, output, **vars(cfg.loss))  # VAELossConfig's fields are vae_loss's weights
                 (loss.total / cfg.optim.grad_accum).backward()
             step_flops += flops_per_bucket[int(batch["bucket"][0])]
             for k, v in loss.as_dict().items():
@@ -193,8 +192,7 @@ def _flops_probe(cfg: VAETrainConfig, bucket: Bucket) -> Callable[[], torch.Tens
         model = CausalVAE(cfg.model)
         video = torch.zeros(bucket.batch_size, 3, bucket.frames, bucket.height, bucket.width)
         out = model(video, sample_posterior=False)
-        return vae_loss(video, out, cfg.loss.kl_weight, cfg.loss.l1_weight, cfg.loss.mse_weight, cfg.loss.grad_weight, cfg.loss.foreground_weight,
-                        cfg.loss.temporal_weight).total
+        return vae_loss(video, out, **vars(cfg.loss)).total
 
     return run
 
