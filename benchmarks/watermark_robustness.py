@@ -3,7 +3,9 @@
     nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/watermark_robustness.py --clips 40
 
 Content (``--content``): ``world`` (Kinema World renders, ``sample_example("train", seed, i)``;
-sizes cycle 64x64, 96x64, 128x128 with ``--sizes``), ``blur`` (the same renders Gaussian-blurred,
+sizes cycle 64x64, 96x64, 128x128 with ``--sizes``), ``generated`` (what Kinema ships: the bundled
+default model's output for the held-out caption of ``sample_example("heldout", seed, i)``, 20
+steps, 64x64, generated unmarked), ``blur (the same renders Gaussian-blurred,
 sigma 1 px, contrast halved: like a small model's soft, washed-out output), ``texture`` (moving
 1/f "natural" noise, RMS ~30 levels). Transformations: ``none``, ``h264`` (libx264 CRF 28 via
 ``Video.save``, preset veryfast), ``h264_medium`` (the same with x264's default preset, medium),
@@ -68,6 +70,21 @@ def texture_clip(index: int, size: tuple[int, int], frames: int) -> np.ndarray:
     return np.clip(np.stack(out), 0, 255).round().astype(np.uint8)
 
 
+_PIPELINE = None
+
+
+def generated_clip(index: int, seed: int, frames: int) -> np.ndarray:
+    """The bundled default model's unmarked output (64x64) for held-out caption ``index``, sampled with seed ``index``."""
+    global _PIPELINE
+    if _PIPELINE is None:
+        from kinema.pipeline import KinemaPipeline
+
+        _PIPELINE = KinemaPipeline.from_pretrained(Path(__file__).resolve().parents[1] / "src/kinema/weights/default")
+        _PIPELINE.config.watermark = False
+    caption = sample_example("heldout", seed, index)[0].caption
+    return _PIPELINE.generate(caption, frames=frames, seed=index).frames
+
+
 # --------------------------------------------------------------------------- transformations
 def t_none(frames: np.ndarray, tmp: Path) -> np.ndarray:
     return frames
@@ -124,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             size = sizes[i % len(sizes)]
             if content == "texture":
                 clip = texture_clip(i, size, args.frames)
+            elif content == "generated":
+                clip = generated_clip(args.start + i, args.seed, args.frames)
             else:
                 clip = world_clip(args.start + i, args.seed, size, args.frames)
                 clip = blurred(clip) if content == "blur" else clip
@@ -164,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=40, help="clips per content type")
-    p.add_argument("--content", default="world,blur,texture")
+    p.add_argument("--content", default="world,blur,texture", help="comma list of world, blur, texture, generated")
     p.add_argument("--transforms", default=",".join(TRANSFORMS))
     p.add_argument("--sizes", default="64x64", help=f"comma list of {sorted(SIZES)}, cycled over clips")
     p.add_argument("--frames", type=int, default=33)
