@@ -14,10 +14,12 @@ from kinema.safety.ecc import conv_encode, crc16, list_viterbi_decode, viterbi_d
 from kinema.safety.watermark import (
     CODED_BITS,
     INFO_BITS,
+    WATERMARK_PRESETS,
     Payload,
     WatermarkConfig,
     detect_watermark,
     embed_watermark,
+    _band,
     encode_payload,
 )
 from kinema.video import Video, read_video
@@ -95,8 +97,8 @@ def test_invisible_and_fast(clips):
 def test_informed_embedding_survives_where_the_open_loop_mark_does_not(tmp_path):
     """A busy Kinema World clip whose open-loop mark x264 wipes out at CRF 28: trying other tile offsets
     and amplitude shapes against a simulated re-encode finds one that survives, at the same PSNR."""
-    frames = sample_example("train", 11, 28)[1]
-    payload = Payload.from_ids("model-1", "generation-11-28")
+    frames = sample_example("train", 11, 43)[1]
+    payload = Payload.from_ids("model-1", "generation-11-43")
     open_loop = embed_watermark(frames, payload, replace(WatermarkConfig(), trials=1))
     assert detect_watermark(_h264(open_loop, tmp_path)).payload is None
     informed = embed_watermark(frames, payload)
@@ -194,3 +196,21 @@ def test_bad_inputs_are_named():
         detect_watermark(np.zeros((2, 4, 4, 3), dtype=np.uint8))
     with pytest.raises(InvalidInputError, match="strength"):
         WatermarkConfig(strength=0.0)
+
+
+def test_grid_free_band_leaves_out_axes_and_the_latent_lattice():
+    """Walls, floors and the decoder's 8-px latent grid put the content's energy on the axes and on
+    multiples of 4 cycles per tile; the default band carries no bit there."""
+    band = _band(WatermarkConfig())
+    ky, kx = band[:, 0], band[:, 1]
+    assert len(band) >= CODED_BITS and np.all(ky != 0) and np.all(kx != 0)
+    assert not np.any((ky % 4 == 0) & (kx % 4 == 0))
+    old = _band(WATERMARK_PRESETS["v2"])
+    assert np.any(old[:, 0] == 0) and len(old) > len(band)
+
+
+def test_marks_of_the_previous_band_are_read_with_the_v2_preset(clips):
+    v2 = replace(WATERMARK_PRESETS["v2"], trials=1)
+    old = embed_watermark(clips[0], PAYLOAD, v2)
+    assert detect_watermark(old, v2).payload == PAYLOAD
+    assert not detect_watermark(old).present

@@ -66,6 +66,8 @@ class WatermarkConfig:
         key: secret that picks the frequencies and phases; another key neither reads nor forges the mark.
         tile: period of the pattern in pixels at the embedding resolution.
         min_freq, max_freq: radius band of the modes, in cycles per tile.
+        grid_free: leave out the frequencies on the axes and on the lattice of multiples of 4 cycles: walls,
+            floors and a decoder's fixed latent-grid pattern put most of the content's energy there.
         strength: RMS luma change over the clip in 8-bit levels (2.5 gives 40.1 dB PSNR whatever the content,
             less where the mark is clipped at 0 or 255).
         scales: resize factors the detector tries (2.0 undoes a 50% downscale).
@@ -84,18 +86,19 @@ class WatermarkConfig:
         trials: candidate marks tried against a simulated H.264 re-encode (see ``embed_watermark``); 1 = off.
         trial_crf: CRF of the simulated re-encodes (libx264, presets veryfast and medium).
         trial_score: detection score on the re-encode that ends the search (correct decodes score 7-11).
-        trial_boost: ``max_boost`` of every other candidate (a second amplitude shape).
+        trial_boosts: the ``max_boost`` values the candidates cycle through (amplitude shapes).
     """
 
     key: int = 0x4B494E45
     tile: int = 64
     min_freq: float = 2.0
     max_freq: float = 10.0
+    grid_free: bool = True
     strength: float = 2.5
     scales: tuple[float, ...] = (1.0, 2.0, 1.25, 0.5)
     blur: int = 2
     clip: float = 3.0
-    edge: float = 6.0
+    edge: float = 10.0
     min_flat: float = 0.15
     mix: float = 0.25
     threshold: float = 6.0
@@ -106,7 +109,7 @@ class WatermarkConfig:
     trials: int = 24
     trial_crf: int = 28
     trial_score: float = 8.0
-    trial_boost: float = 1.8
+    trial_boosts: tuple[float, ...] = (1.45, 1.8)
 
     def __post_init__(self) -> None:
         n_freqs = len(_band(self))
@@ -195,11 +198,14 @@ def encode_payload(payload: Payload) -> np.ndarray:
 
 # --------------------------------------------------------------------------- patterns
 def _band(config: WatermarkConfig) -> np.ndarray:
-    """Tile frequencies ``(n, 2)`` in cycles per tile with ``min_freq <= |k| <= max_freq``, half-plane."""
+    """Tile frequencies ``(n, 2)`` in cycles per tile with ``min_freq <= |k| <= max_freq``, half-plane
+    (without the axes and the 4-cycle lattice when ``grid_free``)."""
     k = np.arange(-config.max_freq, config.max_freq + 1)
     ky, kx = np.meshgrid(k, k, indexing="ij")
     radius = np.hypot(ky, kx)
     keep = (radius >= config.min_freq) & (radius <= config.max_freq) & ((ky > 0) | ((ky == 0) & (kx > 0)))
+    if config.grid_free:
+        keep &= (ky != 0) & (kx != 0) & ~((ky % 4 == 0) & (kx % 4 == 0))
     return np.stack([ky[keep], kx[keep]], axis=1)
 
 
@@ -316,7 +322,7 @@ def _trial_plan(config: WatermarkConfig) -> list[tuple[tuple[int, int], float]]:
     plan = [((0, 0), config.max_boost)]
     for i in range(1, config.trials):
         dy, dx = (int(v) for v in rng.integers(0, config.tile, 2))
-        plan.append(((dy, dx), config.trial_boost if i % 2 else config.max_boost))
+        plan.append(((dy, dx), config.trial_boosts[i % len(config.trial_boosts)]))
     return plan
 
 
@@ -539,5 +545,7 @@ WATERMARK_PRESETS: dict[str, WatermarkConfig] = {
     "strong": WatermarkConfig(strength=3.0),  # ~38.5 dB: more robust, below the 40 dB target
     "uniform": WatermarkConfig(edge_gain=1.0),  # the same amplitude on every pixel
     # reads (and makes) the marks of Kinema releases before the band moved to 2..10 cycles per tile
-    "v1": WatermarkConfig(min_freq=3.0, max_freq=13.0, strength=2.4, edge=10.0, edge_gain=1.0, min_flat=0.3),
+    "v1": WatermarkConfig(min_freq=3.0, max_freq=13.0, strength=2.4, edge=10.0, edge_gain=1.0, min_flat=0.3, grid_free=False),
+    # reads (and makes) the marks of Kinema releases from the band change until the grid-free band (session 18)
+    "v2": WatermarkConfig(grid_free=False, min_flat=0.3, edge=6.0),
 }
