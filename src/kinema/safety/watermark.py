@@ -87,6 +87,7 @@ class WatermarkConfig:
         trial_crf: CRF of the simulated re-encodes (libx264, presets veryfast and medium).
         trial_score: detection score on the re-encode that ends the search (correct decodes score 7-11).
         trial_boosts: the ``max_boost`` values the candidates cycle through (amplitude shapes).
+        trial_patience: once a candidate survives every attack, at most this many more are tried for a higher score.
     """
 
     key: int = 0x4B494E45
@@ -110,6 +111,7 @@ class WatermarkConfig:
     trial_crf: int = 28
     trial_score: float = 8.0
     trial_boosts: tuple[float, ...] = (1.45, 1.8)
+    trial_patience: int = 4
 
     def __post_init__(self) -> None:
         n_freqs = len(_band(self))
@@ -261,7 +263,8 @@ def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfi
     shift search absorbs, alternating between two amplitude shapes) are each put through the attacks
     of ``TRIAL_ATTACKS`` (H.264 at CRF ``trial_crf`` with x264's veryfast and medium presets, a 50%
     downscale) and read back; the first whose payload survives all of them with a score of at least
-    ``trial_score`` is kept, else the one that survives most. Every candidate has the same PSNR: this
+    ``trial_score`` is kept, else the one that survives most (with the highest lowest score); once one
+    survives them all, at most ``trial_patience`` more are tried. Every candidate has the same PSNR: this
     only chooses where the energy goes. Deterministic (single-threaded x264), so outputs reproduce.
     ``trials=1``, or frames H.264 cannot encode (odd sizes), embed the first candidate untried.
     """
@@ -275,13 +278,18 @@ def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfi
     if config.trials == 1 or busy or h % 2 or w % 2 or min(h, w) < config.tile // 2:
         return _mark(frames, flat, payload, config, *plan[0])
     best, best_key = None, (-1, -math.inf)
+    left = len(plan)  # trials still allowed
     with tempfile.TemporaryDirectory(prefix="kinema_wm_") as tmp:
         for offset, boost in plan:
             marked = _mark(frames, flat, payload, config, offset, boost)
             key = _trial(marked, payload, config, Path(tmp))
             if key > best_key:
                 best, best_key = marked, key
-            if key[0] == len(TRIAL_ATTACKS) and key[1] >= config.trial_score:
+            survives_all = key[0] == len(TRIAL_ATTACKS)
+            if survives_all and key[1] >= config.trial_score:
+                break
+            left = min(left - 1, config.trial_patience) if best_key[0] == len(TRIAL_ATTACKS) else left - 1
+            if left <= 0:
                 break
     assert best is not None
     return best
@@ -302,7 +310,7 @@ def _trial(marked: np.ndarray, payload: Payload, config: WatermarkConfig, tmp: P
         if not (d.present and d.payload == payload):
             break
         survived, lowest = survived + 1, min(lowest, d.score)
-    return survived, lowest
+    return survived, lowest if survived else 0.0
 
 
 def _attack(name: str, marked: np.ndarray, config: WatermarkConfig, tmp: Path) -> np.ndarray:
