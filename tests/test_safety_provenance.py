@@ -130,3 +130,23 @@ def test_detect_command(clip, tmp_path, capsys):
     args = parser.parse_args(["detect", str(path)])
     assert safety_cli.run(args) == 0
     assert "watermark: present" in capsys.readouterr().out
+
+
+def test_detect_command_reads_marks_of_earlier_versions_with_a_preset(clip, tmp_path, capsys):
+    """A file marked with the session 15-17 band: the default preset finds nothing, ``--watermark v2`` reads it."""
+    from kinema.errors import InvalidInputError
+    from kinema.safety.watermark import WATERMARK_PRESETS, Payload, embed_watermark
+    from kinema.video import Video
+
+    payload = Payload.from_ids(MODEL, "g-old")
+    old = Video(frames=embed_watermark(clip.frames, payload, WATERMARK_PRESETS["v2"]), fps=clip.fps)
+    path = old.save(tmp_path / "old.mp4")
+    parser = argparse.ArgumentParser()
+    safety_cli.add_parser(parser.add_subparsers())
+    assert safety_cli.run(parser.parse_args(["detect", str(path), "--json"])) == 0
+    assert not json.loads(capsys.readouterr().out)["watermark"]["present"]
+    assert safety_cli.run(parser.parse_args(["detect", str(path), "--json", "--watermark", "v2"])) == 0
+    mark = json.loads(capsys.readouterr().out)["watermark"]
+    assert mark["present"] and mark["payload"] == payload.hex()
+    with pytest.raises(InvalidInputError, match="unknown watermark preset 'v9'"):
+        safety_cli.run(parser.parse_args(["detect", str(path), "--watermark", "v9"]))
