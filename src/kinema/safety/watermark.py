@@ -278,19 +278,19 @@ def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfi
     if config.trials == 1 or busy or h % 2 or w % 2 or min(h, w) < config.tile // 2:
         return _mark(frames, flat, payload, config, *plan[0])
     best, best_key = None, (-1, -math.inf)
-    left = len(plan)  # trials still allowed
+    patience: int | None = None  # trials left once some candidate survives every attack
     with tempfile.TemporaryDirectory(prefix="kinema_wm_") as tmp:
         for offset, boost in plan:
             marked = _mark(frames, flat, payload, config, offset, boost)
             key = _trial(marked, payload, config, Path(tmp))
             if key > best_key:
                 best, best_key = marked, key
-            survives_all = key[0] == len(TRIAL_ATTACKS)
-            if survives_all and key[1] >= config.trial_score:
+            if key[0] == len(TRIAL_ATTACKS) and key[1] >= config.trial_score:
                 break
-            left = min(left - 1, config.trial_patience) if best_key[0] == len(TRIAL_ATTACKS) else left - 1
-            if left <= 0:
-                break
+            if best_key[0] == len(TRIAL_ATTACKS):
+                patience = config.trial_patience if patience is None else patience - 1
+                if patience <= 0:
+                    break
     assert best is not None
     return best
 
