@@ -124,6 +124,26 @@ def test_dit_training_reduces_loss_and_exports(tmp_path: Path, manifest: Path) -
     assert result.step == 40 and [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_00000040"]
 
 
+def test_dit_init_continues_from_trained_weights(tmp_path: Path, manifest: Path) -> None:
+    """``init``: a second run starts from a trained DiT (its config, not ``cfg.model``), with a fresh schedule."""
+    cfg = replace(DIT_TRAIN_PRESETS["tiny"], schedule=ScheduleConfig(total_steps=4, warmup_steps=1),
+                  checkpoint=CheckpointConfig(every=100, keep_last=1))
+    train_dit(cfg, str(manifest), tmp_path / "base")
+    init = tmp_path / "base" / "final" / "dit"
+    frozen = replace(cfg, init=str(init), optim=replace(cfg.optim, lr=1e-12), model=replace(cfg.model, hidden_size=2 * cfg.model.hidden_size))
+    train_dit(frozen, str(manifest), tmp_path / "again")
+    before = load_component(DiT, DiTConfig, init)
+    after = load_component(DiT, DiTConfig, tmp_path / "again" / "final" / "dit")
+    assert after.config == before.config  # the init's architecture
+    a, b = before.state_dict(), after.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # lr ~0: the exported EMA is the init itself
+    moved = train_dit(replace(cfg, init=str(init)), str(manifest), tmp_path / "moved")
+    c = load_component(DiT, DiTConfig, tmp_path / "moved" / "final" / "dit").state_dict()
+    assert moved.step == 4 and any(not torch.equal(a[k], c[k]) for k in a)
+    with pytest.raises(InvalidInputError, match="not a DiT component folder"):
+        train_dit(replace(cfg, init=str(tmp_path)), str(manifest), tmp_path / "bad")
+
+
 @pytest.mark.parametrize("kind", ["dit", "vae"])
 def test_resume_is_bit_identical(tmp_path: Path, manifest: Path, kind: str) -> None:
     base = DIT_TRAIN_PRESETS["tiny"] if kind == "dit" else VAE_TRAIN_PRESETS["tiny"]

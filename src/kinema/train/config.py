@@ -178,6 +178,7 @@ class DiTTrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    init: str | None = None  # a trained DiT component folder to continue from (its config replaces ``model``)
 
 
 @dataclass
@@ -203,6 +204,7 @@ class RefinerTrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    init: str | None = None  # a trained refiner DiT component folder to continue from (its config replaces ``model``)
 
 
 _TINY_BUCKETS = [Bucket(frames=5, height=16, width=16, batch_size=2), Bucket(frames=1, height=16, width=16, batch_size=4)]

@@ -23,7 +23,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from kinema.config import from_dict, save_config
 from kinema.data.buckets import Bucket
 from kinema.data.cache import LatentDataset, TextEmbeddingCache
 from kinema.data.datasets import Sample, batch_stream
-from kinema.dit import DiT
+from kinema.dit import DiT, DiTConfig
 from kinema.errors import InvalidInputError
 from kinema.flow import RectifiedFlowPath, sample_logit_normal, sample_uniform, shift_time
 from kinema.text.encoder import TextEmbedding, TextEncoder
@@ -234,11 +234,24 @@ def run_dit_task(
         cleanup(info)
 
 
+def _load_init(cfg: DiTLikeConfig) -> DiT | None:
+    """The trained DiT of ``cfg.init`` (float32), or None: training continues from its weights with a fresh
+    optimizer and schedule (``--resume`` instead continues a run with its own optimizer state)."""
+    if cfg.init is None:
+        return None
+    if not (Path(cfg.init) / "config.json").is_file():
+        raise InvalidInputError(f"init '{cfg.init}' is not a DiT component folder (no config.json); give e.g. runs/dit/final/dit")
+    return load_component(DiT, DiTConfig, cfg.init).float()
+
+
 def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistInfo, resume: str | Path | None, stop_after: int | None) -> TrainResult:
     device = info.device
     torch.use_deterministic_algorithms(cfg.runtime.deterministic)
     if not 0.0 <= cfg.caption_dropout <= 1.0:
         raise InvalidInputError(f"caption_dropout={cfg.caption_dropout} invalid; allowed: 0..1")
+    init = _load_init(cfg)
+    if init is not None:
+        cfg = replace(cfg, model=replace(init.config, gradient_checkpointing=cfg.model.gradient_checkpointing))
     run_dir = prepare_run_dir(out, cfg, info, data)
     source = cfg.data.latent_cache or data
     dataset, sampler = make_data(source, cfg.data, info)
@@ -248,6 +261,9 @@ def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistIn
 
     seed_everything(cfg.runtime.seed)  # identical initial weights on every rank
     model = DiT(cfg.model).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+        log.info("starting from %s", cfg.init)
     latent_shapes = [latents.latent_shape(b) for b in dataset.buckets]
     for b, shape in zip(dataset.buckets, latent_shapes):
         try:
