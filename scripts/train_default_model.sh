@@ -64,8 +64,12 @@ VAE_FINAL=$prev
 [ -f caches/default/text/index.json ] || $K cache text --preset world --config configs/dit_default.yaml --data data/wd/manifest.jsonl --out caches/default
 [ -d runs/dit-default/final ] || $K train dit --preset world --config configs/dit_default.yaml \
   --data caches/default --cache caches/default --out runs/dit-default --resume latest
+# stage 2 (session 19, shipped): 12,000 more steps from stage 1's weights, a fresh cosine schedule at half the lr
+[ -d runs/dit-default-stage2/final ] || $K train dit --preset world --config configs/dit_default_stage2.yaml \
+  --data caches/default --cache caches/default --out runs/dit-default-stage2 --resume latest
 
-# 4) the pipeline folder (fp16), with the world-vocabulary prompt normaliser on
+# 4) the pipeline folder (fp16), with the world-vocabulary prompt normaliser on; the shipped student was
+#    distilled from this stage-1 DiT (step 5), the final folder (step 7) carries the stage-2 DiT
 $K export runs/dit-default/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
   --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae "$VAE_FINAL"
@@ -96,7 +100,7 @@ fi
 # 7) the folder again, with the student as dit_fast/ and the refiner as refiner/
 REFINE_ARGS=()
 [ -d runs/refiner-default/final ] && REFINE_ARGS=(--refiner runs/refiner-default/final)
-$K export runs/dit-default/final --out "$OUT" --name kinema-world \
+$K export runs/dit-default-stage2/final --out "$OUT" --name kinema-world \
   --description "Kinema World default model: text/image/video to 1-4 s video at 64x64, 96x64, 64x96 (CPU-trained)" \
   --sizes 64x64,96x64,64x96 --max-frames 65 --world-prompts --vae "$VAE_FINAL" \
   --fast-dit runs/reflow-v3/final/dit "${REFINE_ARGS[@]}"
