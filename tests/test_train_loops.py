@@ -195,6 +195,12 @@ def test_cli_cache_then_train_from_caches(tmp_path: Path, manifest: Path, capsys
     assert "step 4: loss" in capsys.readouterr().out
     assert main(["train", "dit", *common, "--out", str(out), "--optim.lrr=1"]) == 2
     assert "optim.lrr" in capsys.readouterr().err
+    # a continuation config (`init`) caches with the init's model shape, whatever its own `model` says
+    again = ["cache", "latents", *common, f"--init={out / 'final' / 'dit'}", "--model.in_channels=99"]
+    assert main([*again, "--out", str(tmp_path / "cache2")]) == 0
+    assert (tmp_path / "cache2" / "latents" / "index.json").is_file()
+    assert main(["cache", "latents", *common, "--model.in_channels=99", "--out", str(tmp_path / "cache3")]) == 2
+    assert "model.in_channels=99" in capsys.readouterr().err
 
 
 def test_world_source_trains(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ measurement, see ``docs/safety.md``):
   of the amplitude survives CRF 28 at 2.4 RMS, 48-74% at 5.0).
 * **Informed embedding**: x264 keeps 20-60% of the mark, and how much depends on where the tile
   falls on the content. ``embed_watermark`` tries up to 24 tile offsets and two amplitude caps
-  against simulated re-encodes (H.264 CRF 28 veryfast and medium, 50% downscale) and keeps the first
+  against simulated attacks (H.264 CRF 28 veryfast and medium, 50% downscale, 10% border crop) and keeps the first
   candidate that survives them all with margin; most clips keep the first candidate (one trial, ~0.1 s).
 * **Detection** (blind): luma -> high-pass residual (frame minus a box mean), clipped, with pixels
   near strong edges masked out -> averaged modulo the tile period over all frames and tile copies
@@ -262,7 +262,7 @@ def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfi
     Informed embedding: up to ``config.trials`` candidate marks (tile offsets, which the detector's
     shift search absorbs, alternating between two amplitude shapes) are each put through the attacks
     of ``TRIAL_ATTACKS`` (H.264 at CRF ``trial_crf`` with x264's veryfast and medium presets, a 50%
-    downscale) and read back; the first whose payload survives all of them with a score of at least
+    downscale, a 10% border crop) and read back; the first whose payload survives all of them with a score of at least
     ``trial_score`` is kept, else the one that survives most (with the highest lowest score); once one
     survives them all, at most ``trial_patience`` more are tried. Every candidate has the same PSNR: this
     only chooses where the energy goes. Deterministic (single-threaded x264), so outputs reproduce.
@@ -295,14 +295,14 @@ def embed_watermark(frames: np.ndarray, payload: Payload, config: WatermarkConfi
     return best
 
 
-TRIAL_ATTACKS = ("h264", "h264_medium", "down50", "none")  # the ones most often failed first
+TRIAL_ATTACKS = ("h264", "h264_medium", "down50", "crop10", "none")  # the ones most often failed first
 
 
 def _trial(marked: np.ndarray, payload: Payload, config: WatermarkConfig, tmp: Path) -> tuple[int, float]:
     """How one candidate fares: (attacks of ``TRIAL_ATTACKS`` its payload survives before the first it
     fails, lowest detection score among them). The attacks: re-encoded with libx264 at ``trial_crf``
     (preset veryfast, as ``Video.save`` writes, and medium, x264's and FFmpeg's default), downscaled to
-    half size, as is."""
+    half size, 10% of each border cropped, as is."""
     survived, lowest = 0, math.inf
     for name in TRIAL_ATTACKS:
         scale = 2.0 if name == "down50" else 1.0
@@ -317,6 +317,10 @@ def _attack(name: str, marked: np.ndarray, config: WatermarkConfig, tmp: Path) -
     if name in ("h264", "h264_medium"):
         preset = "medium" if name == "h264_medium" else "veryfast"
         return read_video(Video(frames=marked, fps=16.0).save(tmp / "trial.mp4", crf=config.trial_crf, preset=preset)).frames
+    if name == "crop10":  # 10% of each border: a frame smaller than the tile, at another phase
+        h, w = marked.shape[1:3]
+        dy, dx = round(0.1 * h), round(0.1 * w)
+        return marked[:, dy : h - dy, dx : w - dx]
     if name == "down50":
         y = torch.from_numpy(marked).permute(0, 3, 1, 2).float()  # (f, 3, h, w)
         half = F.interpolate(y, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)

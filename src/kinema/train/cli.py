@@ -199,6 +199,13 @@ def _cache(cfg: Any, args: argparse.Namespace) -> int:
 
     from kinema.train.dit_trainer import LatentSource
 
+    if cfg.init is not None:  # a continuation config (stage 2, ...): the model's shape is the init folder's
+        from dataclasses import replace
+
+        from kinema.checkpoint import read_component_config
+        from kinema.dit import DiTConfig
+
+        cfg = replace(cfg, model=read_component_config(DiTConfig, cfg.init, expected_class="DiT")[0])
     device = "cuda" if torch.cuda.is_available() and cfg.runtime.device != "cpu" else "cpu"
     source = LatentSource(cfg, torch.device(device), None, None)
     folder, report = build_latent_cache(dataset, source.vae, args.out, batch_size=args.batch_size, device=device, vae_path=cfg.vae.path)
