@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 clip = world_clip(args.start + i, args.seed, size, args.frames)
                 clip = blurred(clip) if content == "blur" else clip
-            payload = Payload.from_ids(f"model-{i % 3}", f"generation-{args.seed}-{i}")
+            j = args.start + i  # the payload follows the clip, so a run split by --start equals one run
+            payload = Payload.from_ids(f"model-{j % 3}", f"generation-{args.seed}-{j}")
             t0 = time.perf_counter()
             marked = embed_watermark(clip, payload, config)
             t_embed.append(time.perf_counter() - t0)

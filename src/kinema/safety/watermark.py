@@ -26,8 +26,9 @@ measurement, see ``docs/safety.md``):
   near strong edges masked out -> averaged modulo the tile period over all frames and tile copies
   -> circular cross-correlation with every mode by FFT, which tries every translation at once
   (cropping shifts the tile) -> the ``peaks`` shifts with the most energy (and their half-tile aliases)
-  -> soft bits weighted by the noise measured on the same frequencies in quadrature -> Viterbi ->
-  CRC; when no hypothesis passes, a list Viterbi tries the 16 best paths of the best one.
+  -> soft bits weighted by the noise measured on the same frequencies in quadrature (on a frame smaller
+  than the tile, e.g. a cropped 64 px clip, solved by ridge least squares over the cells seen) -> Viterbi ->
+  CRC; when no hypothesis passes, a list Viterbi tries the 16 best paths of each scale's best one.
   Downscaling is undone by trying a few resize factors (``scales``). A clip is marked when the CRC
   holds and the codeword agreement ``score`` reaches ``threshold``.
 """
@@ -79,8 +80,8 @@ class WatermarkConfig:
         threshold: minimum codeword agreement ``score`` (at most sqrt(K) = 11.1) to report a mark.
         peaks: local maxima of the shift search that are decoded (each with its 3 half-tile aliases).
         edge_gain: amplitude of the mark near strong edges relative to flat pixels (1 = uniform mark).
-        list_size: paths of a list Viterbi tried (CRC check) on the best hypothesis when no plain decode
-            passes the CRC; each extra path is one more chance for an unmarked clip to pass (1 = off).
+        list_size: paths of a list Viterbi tried (CRC check) on each scale's best hypothesis when no plain
+            decode passes the CRC; each extra path is one more chance for an unmarked clip to pass (1 = off).
         max_boost: cap on the amplitude of flat pixels relative to a uniform mark; on clips with few flat
             pixels the edge pixels then get more than ``edge_gain``.
         trials: candidate marks tried against a simulated H.264 re-encode (see ``embed_watermark``); 1 = off.
@@ -88,6 +89,9 @@ class WatermarkConfig:
         trial_score: detection score on the re-encode that ends the search (correct decodes score 7-11).
         trial_boosts: the ``max_boost`` values the candidates cycle through (amplitude shapes).
         trial_patience: once a candidate survives every attack, at most this many more are tried for a higher score.
+        ridge: a frame smaller than the tile (a cropped 64 px clip) leaves cells of the folded tile unseen, and on
+            what is seen the modes are no longer orthogonal; there the soft bits are solved by least squares, with
+            this ridge weight relative to the mean diagonal of the normal equations (None: plain correlation).
     """
 
     key: int = 0x4B494E45
@@ -112,6 +116,7 @@ class WatermarkConfig:
     trial_score: float = 8.0
     trial_boosts: tuple[float, ...] = (1.45, 1.8)
     trial_patience: int = 4
+    ridge: float | None = 1.0
 
     def __post_init__(self) -> None:
         n_freqs = len(_band(self))
@@ -126,6 +131,8 @@ class WatermarkConfig:
             raise InvalidInputError(f"list_size={self.list_size}, peaks={self.peaks}: both must be >= 1")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise InvalidInputError(f"scales={self.scales} must be non-empty and positive")
+        if self.ridge is not None and self.ridge <= 0:
+            raise InvalidInputError(f"ridge={self.ridge} must be positive, or None for plain correlation")
         if self.trials < 1 or not 0 <= self.trial_crf <= 51:
             raise InvalidInputError(f"trials={self.trials}, trial_crf={self.trial_crf}: need trials >= 1 and 0 <= trial_crf <= 51")
 
@@ -383,8 +390,9 @@ def _highpass(y: torch.Tensor, radius: int, circular: bool = False) -> torch.Ten
     return y - F.avg_pool2d(padded, k, stride=1)
 
 
-def _fold(r: torch.Tensor, weight: torch.Tensor, tile: int) -> np.ndarray:
-    """Weighted average of ``(f, 1, h, w)`` residuals modulo the tile period -> ``(tile, tile)``."""
+def _fold(r: torch.Tensor, weight: torch.Tensor, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted average of ``(f, 1, h, w)`` residuals modulo the tile period, and the weight summed in
+    each cell -> two ``(tile, tile)`` arrays (cells no pixel covers average to 0)."""
     f, _, h, w = r.shape
     hp, wp = math.ceil(h / tile) * tile, math.ceil(w / tile) * tile
 
@@ -393,7 +401,7 @@ def _fold(r: torch.Tensor, weight: torch.Tensor, tile: int) -> np.ndarray:
 
     total, count = fold_sum(r * weight), fold_sum(weight)  # (T, T) each
     folded = torch.where(count > 0.5, total / count.clamp(min=0.5), torch.zeros_like(total))
-    return folded.numpy().astype(np.float64)
+    return folded.numpy().astype(np.float64), count.numpy().astype(np.float64)
 
 
 def _flat_weight(y: torch.Tensor, config: WatermarkConfig) -> torch.Tensor:
@@ -408,22 +416,39 @@ def _flat_weight(y: torch.Tensor, config: WatermarkConfig) -> torch.Tensor:
 
 
 @lru_cache(maxsize=8)
+def _templates(config: WatermarkConfig) -> np.ndarray:
+    """The bit modes, then the reference modes, after the detector's high-pass, unit norm: ``(2K, T, T)``."""
+    modes = torch.from_numpy(np.concatenate(_modes(config)[:2]))[:, None]  # (2K, 1, T, T)
+    filtered = _highpass(modes, config.blur, circular=True)[:, 0].numpy().astype(np.float64)
+    return filtered / np.sqrt((filtered**2).sum(axis=(1, 2), keepdims=True))
+
+
+@lru_cache(maxsize=8)
 def _templates_fft(config: WatermarkConfig) -> tuple[np.ndarray, np.ndarray]:
-    """FFTs of the bit and reference modes after the detector's high-pass: ``(K|m, T, T)`` complex."""
-    out = []
-    for modes in _modes(config)[:2]:
-        pats = torch.from_numpy(modes)[:, None]  # (n, 1, T, T)
-        filtered = _highpass(pats, config.blur, circular=True)[:, 0].numpy().astype(np.float64)
-        filtered /= np.sqrt((filtered**2).sum(axis=(1, 2), keepdims=True))
-        out.append(np.fft.fft2(filtered))
-    return out[0], out[1]
+    """FFTs of the bit and reference templates: ``(K, T, T)`` complex each."""
+    spectra = np.fft.fft2(_templates(config))
+    return spectra[:CODED_BITS], spectra[CODED_BITS:]
+
+
+def _solve_modes(folded: np.ndarray, count: np.ndarray, shift: tuple[int, int], config: WatermarkConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge least-squares amplitudes (bits ``(K,)``, references ``(K,)``) of the templates at ``shift`` in a
+    folded tile with unseen cells, each cell weighted by how much of the frame fell on it."""
+    assert config.ridge is not None
+    t = config.tile
+    seen_y, seen_x = np.nonzero(count > 0.5)  # cells some pixel fell on
+    cells = ((seen_y + shift[0]) % t) * t + (seen_x + shift[1]) % t  # template value at cell x is template(x + shift)
+    design = _templates(config).reshape(2 * CODED_BITS, t * t)[:, cells].T  # (cells, 2K)
+    weighted = design * (count[seen_y, seen_x] / max(float(count.max()), 1e-9))[:, None]
+    gram = design.T @ weighted  # (2K, 2K)
+    ridge = config.ridge * float(np.trace(gram)) / (2 * CODED_BITS)
+    beta = np.linalg.solve(gram + ridge * np.eye(2 * CODED_BITS), weighted.T @ folded[seen_y, seen_x])
+    return beta[:CODED_BITS], beta[CODED_BITS:]
 
 
 def _resize(y: torch.Tensor, scale: float) -> torch.Tensor:
     if scale == 1.0:
         return y
-    h, w = y.shape[-2:]
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    size = _resized_size((y.shape[-2], y.shape[-1]), scale)
     return F.interpolate(y, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
 
 
@@ -431,14 +456,18 @@ def _soft_bits(y: torch.Tensor, config: WatermarkConfig) -> list[tuple[np.ndarra
     """Luma ``(f, 1, h, w)`` at the embedding scale -> candidate (soft bits (K,) in noise std, shift).
 
     Sums of squared Fourier-mode correlations are periodic in the shift with period ``tile / 2``,
-    so the four half-tile translations of the best shift are all candidates.
+    so the four half-tile translations of the best shift are all candidates. On a frame smaller than
+    the tile the modes leak into each other through the unseen cells, so at those shifts the soft
+    bits come from ``_solve_modes`` (ridge least squares) instead of the correlations.
     """
     r = _highpass(y, config.blur)
     r = r.clamp(-config.clip * config.strength, config.clip * config.strength)
     weight = _flat_weight(y, config) if config.edge > 0 else torch.ones_like(y)
     if float(weight.mean()) < config.min_flat:  # busy content: keep every pixel, rely on the clip
         weight = torch.ones_like(y)
-    folded_fft = np.conj(np.fft.fft2(_fold(r, weight, config.tile)))[None]  # (1, T, T)
+    folded, count = _fold(r, weight, config.tile)
+    folded_fft = np.conj(np.fft.fft2(folded))[None]  # (1, T, T)
+    solve = config.ridge is not None and min(y.shape[-2:]) < config.tile  # cells no pixel covers
     bit_fft, ref_fft = _templates_fft(config)
     radius = _modes(config)[2]
     corr = np.fft.ifft2(folded_fft * bit_fft).real  # (K, T, T): correlation at every shift
@@ -456,7 +485,7 @@ def _soft_bits(y: torch.Tensor, config: WatermarkConfig) -> list[tuple[np.ndarra
         for oy in (0, half):
             for ox in (0, half):
                 sy, sx = int(dy + oy), int(dx + ox)
-                c, q = corr[:, sy, sx], ref[:, sy, sx]
+                c, q = _solve_modes(folded, count, (sy, sx), config) if solve else (corr[:, sy, sx], ref[:, sy, sx])
                 llr = c * _soft_weights(c, q, radius, config.mix)
                 out.append((llr / (np.sqrt(np.mean(llr**2)) + 1e-12), (sy, sx)))
     return out
@@ -494,34 +523,47 @@ def detect_watermark(frames: np.ndarray, config: WatermarkConfig | None = None) 
     """Look for a Kinema watermark in uint8 frames ``(f, h, w, 3)`` (any size, any crop offset).
 
     Every (scale, shift) hypothesis is Viterbi-decoded; when no decode passes the CRC, the
-    ``list_size`` best paths of the hypothesis that agreed best with its codeword are tried too.
+    ``list_size`` best paths of each scale's best hypothesis (the one that agreed best with its
+    codeword) are tried too, best scale first. Per scale, because scores of different scales are not
+    comparable: a wrong scale's hypothesis can outscore a right one that only a list path decodes.
     """
     config = config or WatermarkConfig()
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise InvalidInputError(f"frames must be (f, h, w, 3); got {tuple(frames.shape)}")
     y = _luma(frames)
-    decodes = 4 * config.peaks * len(config.scales) + max(config.list_size - 1, 0)  # CRC trials: the false-alarm budget
-    best: Detection | None = None
-    best_soft = np.zeros(0)
-    for scale in config.scales:
-        ys = _resize(y, scale)
-        if min(ys.shape[-2:]) < config.tile // 2:
-            continue
-        for soft, shift in _soft_bits(ys, config):
-            candidate = _candidate(soft, viterbi_decode(soft), scale, shift, config, decodes)
-            if best is None or (candidate.present, candidate.score) > (best.present, best.score):
-                best, best_soft = candidate, soft
-    if best is None:
+    usable = [s for s in config.scales if min(_resized_size(frames.shape[1:3], s)) >= config.tile // 2]
+    if not usable:
         raise InvalidInputError(
             f"frames of {frames.shape[2]}x{frames.shape[1]} are too small to hold a watermark; "
             f"need at least {config.tile // 2} px per side"
         )
+    # CRC trials, the false-alarm budget: every plain decode, and the extra list paths of every scale
+    decodes = len(usable) * (4 * config.peaks + max(config.list_size - 1, 0))
+    best: Detection | None = None
+    per_scale: list[tuple[Detection, np.ndarray]] = []  # each scale's best hypothesis and its soft bits
+    for scale in usable:
+        top: tuple[Detection, np.ndarray] | None = None
+        for soft, shift in _soft_bits(_resize(y, scale), config):
+            candidate = _candidate(soft, viterbi_decode(soft), scale, shift, config, decodes)
+            if top is None or (candidate.present, candidate.score) > (top[0].present, top[0].score):
+                top = (candidate, soft)
+        assert top is not None
+        per_scale.append(top)
+        if best is None or (top[0].present, top[0].score) > (best.present, best.score):
+            best = top[0]
+    assert best is not None
     if not best.present and config.list_size > 1:
-        for info in list_viterbi_decode(best_soft, config.list_size)[1:]:
-            candidate = _candidate(best_soft, info, best.scale, best.shift, config, decodes)
-            if candidate.present:
-                return candidate
+        for head, soft in sorted(per_scale, key=lambda t: -t[0].score):
+            for info in list_viterbi_decode(soft, config.list_size)[1:]:
+                candidate = _candidate(soft, info, head.scale, head.shift, config, decodes)
+                if candidate.present:
+                    return candidate
     return best
+
+
+def _resized_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(h, w)`` after ``_resize`` by ``scale``."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _candidate(
