@@ -475,6 +475,11 @@ def _solve_modes(folded: np.ndarray, count: np.ndarray, shift: tuple[int, int], 
     return beta[:CODED_BITS], beta[CODED_BITS:]
 
 
+def _resized_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(h, w)`` after ``_resize`` by ``scale``."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def _resize(y: torch.Tensor, scale: float) -> torch.Tensor:
     if scale == 1.0:
         return y
@@ -501,7 +506,7 @@ def _soft_bits(y: torch.Tensor, config: WatermarkConfig) -> list[tuple[np.ndarra
     bit_fft, ref_fft = _templates_fft(config)
     radius = _modes(config)[2]
     corr = np.fft.ifft2(folded_fft * bit_fft).real  # (K, T, T): correlation at every shift
-    ref = np.fft.ifft2(folded_fft * ref_fft).real  # (m, T, T)
+    ref = None if solve else np.fft.ifft2(folded_fft * ref_fft).real  # (K, T, T); unused when solving
     energy = (corr**2).sum(axis=0)  # (T, T)
     half = config.tile // 2
     folded_energy = energy.reshape(2, half, 2, half).sum(axis=(0, 2))  # (T/2, T/2): the sum is half-tile periodic
@@ -515,7 +520,7 @@ def _soft_bits(y: torch.Tensor, config: WatermarkConfig) -> list[tuple[np.ndarra
         for oy in (0, half):
             for ox in (0, half):
                 sy, sx = int(dy + oy), int(dx + ox)
-                c, q = _solve_modes(folded, count, (sy, sx), config) if solve else (corr[:, sy, sx], ref[:, sy, sx])
+                c, q = (corr[:, sy, sx], ref[:, sy, sx]) if ref is not None else _solve_modes(folded, count, (sy, sx), config)
                 llr = c * _soft_weights(c, q, radius, config.mix)
                 out.append((llr / (np.sqrt(np.mean(llr**2)) + 1e-12), (sy, sx)))
     return out
@@ -589,11 +594,6 @@ def detect_watermark(frames: np.ndarray, config: WatermarkConfig | None = None) 
                 if candidate.present:
                     return candidate
     return best
-
-
-def _resized_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """``(h, w)`` after ``_resize`` by ``scale``."""
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _candidate(

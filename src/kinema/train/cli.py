@@ -197,15 +197,9 @@ def _cache(cfg: Any, args: argparse.Namespace) -> int:
         raise InvalidInputError(f"`kinema cache latents` needs a manifest; got --data {args.data}")
     import torch
 
-    from kinema.train.dit_trainer import LatentSource
+    from kinema.train.dit_trainer import LatentSource, with_init_model
 
-    if cfg.init is not None:  # a continuation config (stage 2, ...): the model's shape is the init folder's
-        from dataclasses import replace
-
-        from kinema.checkpoint import read_component_config
-        from kinema.dit import DiTConfig
-
-        cfg = replace(cfg, model=read_component_config(DiTConfig, cfg.init, expected_class="DiT")[0])
+    cfg = with_init_model(cfg)  # a continuation config (stage 2, ...) caches for the init's model shape
     device = "cuda" if torch.cuda.is_available() and cfg.runtime.device != "cpu" else "cpu"
     source = LatentSource(cfg, torch.device(device), None, None)
     folder, report = build_latent_cache(dataset, source.vae, args.out, batch_size=args.batch_size, device=device, vae_path=cfg.vae.path)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from kinema.checkpoint import load_component, save_component
+from kinema.checkpoint import load_component, read_component_config, save_component
 from kinema.config import from_dict, save_config
 from kinema.data.buckets import Bucket
 from kinema.data.cache import LatentDataset, TextEmbeddingCache
@@ -234,14 +234,21 @@ def run_dit_task(
         cleanup(info)
 
 
+def with_init_model(cfg: DiTLikeConfig) -> DiTLikeConfig:
+    """``cfg`` with ``model`` set to the DiT config of ``cfg.init`` (keeping ``gradient_checkpointing``) when
+    it continues a trained DiT: a continuation trains, and caches latents for, the init's shape."""
+    if cfg.init is None:
+        return cfg
+    if not (Path(cfg.init) / "config.json").is_file():
+        raise InvalidInputError(f"init '{cfg.init}' is not a DiT component folder (no config.json); give e.g. runs/dit/final/dit")
+    model = read_component_config(DiTConfig, cfg.init, expected_class="DiT")[0]
+    return replace(cfg, model=replace(model, gradient_checkpointing=cfg.model.gradient_checkpointing))
+
+
 def _load_init(cfg: DiTLikeConfig) -> DiT | None:
     """The trained DiT of ``cfg.init`` (float32), or None: training continues from its weights with a fresh
     optimizer and schedule (``--resume`` instead continues a run with its own optimizer state)."""
-    if cfg.init is None:
-        return None
-    if not (Path(cfg.init) / "config.json").is_file():
-        raise InvalidInputError(f"init '{cfg.init}' is not a DiT component folder (no config.json); give e.g. runs/dit/final/dit")
-    return load_component(DiT, DiTConfig, cfg.init).float()
+    return None if cfg.init is None else load_component(DiT, DiTConfig, cfg.init).float()
 
 
 def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistInfo, resume: str | Path | None, stop_after: int | None) -> TrainResult:
@@ -249,9 +256,8 @@ def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistIn
     torch.use_deterministic_algorithms(cfg.runtime.deterministic)
     if not 0.0 <= cfg.caption_dropout <= 1.0:
         raise InvalidInputError(f"caption_dropout={cfg.caption_dropout} invalid; allowed: 0..1")
+    cfg = with_init_model(cfg)
     init = _load_init(cfg)
-    if init is not None:
-        cfg = replace(cfg, model=replace(init.config, gradient_checkpointing=cfg.model.gradient_checkpointing))
     run_dir = prepare_run_dir(out, cfg, info, data)
     source = cfg.data.latent_cache or data
     dataset, sampler = make_data(source, cfg.data, info)
