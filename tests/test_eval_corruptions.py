@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -11,11 +13,12 @@ from kinema.eval.expectations import from_spec
 from kinema.eval.runner import mp4_round_trip
 from kinema.eval.suites import SUITES
 from kinema.world import sample_example
+from kinema.world.render import render
 
 # corruption -> metrics that should catch it (at least one of them fails on each broken clip)
 CATCHERS: dict[str, set[str]] = {
     "reverse": {"direction", "gravity", "state_change", "camera_pan", "attributes", "identity"},
-    "swap_colors": {"attributes", "identity"},
+    "swap_colors": {"attributes", "color", "identity"},
     "mirror": {"direction", "camera_pan"},
     "delete": {"count", "spurious"},
     "add": {"count", "spurious"},
@@ -71,3 +74,28 @@ def test_first_frame_metric_fails_on_another_image() -> None:
     exp.condition = frames[:1].copy()
     assert evaluate_frames(frames, exp, spec.fps, ["first_frame"]).metrics["first_frame"].passed
     assert not evaluate_frames(other, exp, spec.fps, ["first_frame"]).metrics["first_frame"].passed
+
+
+def test_color_and_shape_metrics_each_catch_only_their_own_attribute(clips: list) -> None:
+    """Issue 5 has separate colour and shape bars: a recoloured clip fails `color` and keeps `shape`, a reshaped one the reverse."""
+    next_shape = {"ball": "square", "square": "triangle", "triangle": "ball"}
+    counts = {"recoloured": [0, 0, 0], "reshaped": [0, 0, 0]}  # clips, color failed, shape failed
+    for spec, frames in clips[:16]:
+        exp = from_spec(spec)
+        truth = evaluate_frames(frames, exp, spec.fps, ["color", "shape"])
+        if not (truth.metrics["color"].passed and truth.metrics["shape"].passed):
+            continue  # the tracker's own misses (docs/eval.md) say nothing about the split
+        reshaped_spec = copy.deepcopy(spec)
+        for o in reshaped_spec.objects:
+            o.shape = next_shape[o.shape]
+        for name, video in (("recoloured", CORRUPTIONS["swap_colors"](frames, spec)), ("reshaped", render(reshaped_spec))):
+            if video is None:
+                continue
+            res = evaluate_frames(video, exp, spec.fps, ["color", "shape"])
+            counts[name][0] += 1
+            counts[name][1] += not res.metrics["color"].passed
+            counts[name][2] += not res.metrics["shape"].passed
+    (n_c, c_color, c_shape), (n_s, s_color, s_shape) = counts["recoloured"], counts["reshaped"]
+    assert n_c >= 10 and n_s >= 10, counts
+    assert c_color >= 0.9 * n_c and c_shape <= 0.1 * n_c, f"recoloured: {counts['recoloured']}"
+    assert s_shape >= 0.9 * n_s and s_color <= 0.1 * n_s, f"reshaped: {counts['reshaped']}"

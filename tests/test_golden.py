@@ -19,25 +19,26 @@ from kinema.eval.expectations import from_caption
 from kinema.pipeline import KinemaPipeline
 
 # (prompt, seed, metrics that must pass)
-# The model passes `count` on 13% of held-out prompts (MODEL_CARD.md); the golden set checks colour+shape,
-# direction and count where the shipped weights (stage-2 DiT, session 19) get them right, and the background.
+# The model passes `count` on 13% of held-out prompts (MODEL_CARD.md); the golden set checks colour+shape+size
+# (`attributes`), colour and shape alone, direction and count where the shipped weights (stage-2 DiT, session 19)
+# get them right, and the background.
 GOLDEN: list[tuple[str, int, tuple[str, ...]]] = [
     ("a yellow triangle moves up", 0, ("attributes", "direction", "background")),
-    ("a yellow triangle moves up", 2, ("count", "background")),
-    ("a blue square moves left", 1, ("count", "background")),
+    ("a yellow triangle moves up", 2, ("count", "color", "background")),
+    ("a blue square moves left", 1, ("count", "color", "background")),
     ("a green ball falls", 1, ("attributes", "background")),
-    ("a green ball falls", 3, ("direction", "background")),
-    ("a cyan square moves down", 1, ("direction", "background")),
-    ("a red square falls on a dark background", 5, ("direction", "background")),
+    ("a green ball falls", 3, ("direction", "color", "shape", "background")),
+    ("a cyan square moves down", 1, ("direction", "color", "background")),
+    ("a red square falls on a dark background", 5, ("direction", "color", "background")),
 ]
 
 # The few-step student (`--fast`), pinned the same way.
 GOLDEN_FAST: list[tuple[str, int, tuple[str, ...]]] = [
-    ("a red ball moves to the right", 0, ("direction", "background")),
+    ("a red ball moves to the right", 0, ("direction", "color", "shape", "background")),
     ("a red ball moves to the right", 4, ("attributes", "background")),
-    ("a green ball falls", 2, ("direction", "background")),
-    ("a cyan square moves down", 2, ("direction", "background")),
-    ("a red square falls on a dark background", 2, ("direction", "background")),
+    ("a green ball falls", 2, ("direction", "shape", "background")),
+    ("a cyan square moves down", 2, ("direction", "color", "background")),
+    ("a red square falls on a dark background", 2, ("direction", "color", "background")),
 ]
 
 

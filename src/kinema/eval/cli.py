@@ -45,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--guidance", type=float, default=None, help="model: guidance scale (default: the model's)")
     p.add_argument("--fast", action="store_true", help="model: sample with its few-step student (text-to-video suites)")
     p.add_argument("-o", "--out", default="eval-out", help="folder for report.json and report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
@@ -68,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
                     num_frames=args.frames, crf=args.crf, corruption=args.corrupt, thresholds=args.thresholds)
     suite = get_suite(args.suite)
     if args.model:
-        result = run_model(suite, args.model, cfg, steps=args.steps, guidance=args.guidance, fast=args.fast)
+        result = run_model(suite, args.model, cfg, steps=args.steps, guidance=args.guidance, fast=args.fast, progress=not args.quiet)
     elif args.vae:
-        result = run_vae(suite, args.vae, cfg)
+        result = run_vae(suite, args.vae, cfg, progress=not args.quiet)
     elif args.videos:
-        result = run_videos(suite, args.videos, cfg)
+        result = run_videos(suite, args.videos, cfg, progress=not args.quiet)
     else:
-        result = run_ground_truth(suite, cfg)
+        result = run_ground_truth(suite, cfg, progress=not args.quiet)
     jp, hp = write_reports(result, args.out)
     s = summarize(result)
     print(f"suite {suite.name} on {result.source}: {s['clips']} clips, "

@@ -107,15 +107,19 @@ def _check(run: SuiteRun, cid: str, spec: ClipSpec) -> bool:
     return not problems
 
 
-def ground_truth_specs(suite: Suite, cfg: RunConfig, run: SuiteRun) -> Iterator[tuple[str, ClipSpec, np.ndarray]]:
+def ground_truth_specs(suite: Suite, cfg: RunConfig, run: SuiteRun, progress: bool = False) -> Iterator[tuple[str, ClipSpec, np.ndarray]]:
     """Ground-truth clips of ``cfg.split`` that ``suite`` accepts: (clip id, spec, frames).
 
     Examples ``0, 1, ...`` of the split (clean by construction); a suite that takes only some
     clips (e.g. ``permanence``) looks at up to ``cfg.n * cfg.max_tries`` examples. An example the
     world cannot sample, or one that is not clean, goes to ``run.skipped`` with the reason.
+    ``progress``: a progress bar over the accepted clips (on stderr).
     """
+    from tqdm import tqdm
+
     from kinema.world import sample_spec
 
+    bar = tqdm(total=cfg.n, desc=f"{suite.name} {cfg.split}", unit="clip", disable=not progress)
     found = tried = 0
     while found < cfg.n and tried < cfg.n * cfg.max_tries:
         index, tried = tried, tried + 1
@@ -129,6 +133,8 @@ def ground_truth_specs(suite: Suite, cfg: RunConfig, run: SuiteRun) -> Iterator[
         if suite.accepts(spec) and _check(run, cid, spec):
             found += 1
             yield cid, spec, render(spec)
+            bar.update(1)
+    bar.close()
 
 
 def _condition(suite: Suite, frames: np.ndarray) -> tuple[int, np.ndarray | None]:
@@ -144,13 +150,13 @@ def _expect(suite: Suite, spec: ClipSpec, cond_frames: int, cond: np.ndarray | N
     return exp
 
 
-def run_ground_truth(suite: Suite, cfg: RunConfig) -> SuiteRun:
+def run_ground_truth(suite: Suite, cfg: RunConfig, progress: bool = False) -> SuiteRun:
     """Evaluate ground-truth renders (the calibration source: every metric should pass)."""
     if cfg.corruption and cfg.corruption not in CORRUPTIONS:
         raise InvalidInputError(f"unknown corruption {cfg.corruption!r}; choose one of {sorted(CORRUPTIONS)}")
     th = THRESHOLD_PRESETS[cfg.thresholds]
     run = SuiteRun(suite, "ground_truth" + (f"+{cfg.corruption}" if cfg.corruption else ""), cfg, th)
-    for cid, spec, frames in ground_truth_specs(suite, cfg, run):
+    for cid, spec, frames in ground_truth_specs(suite, cfg, run, progress):
         k, cond = _condition(suite, frames)
         video = frames
         if cfg.corruption:
@@ -189,14 +195,16 @@ def _manifest_rows(folder: Path) -> list[tuple[Path, Path]]:
     return rows
 
 
-def run_videos(suite: Suite, folder: str | Path, cfg: RunConfig) -> SuiteRun:
+def run_videos(suite: Suite, folder: str | Path, cfg: RunConfig, progress: bool = False) -> SuiteRun:
     """Evaluate existing videos, each with its ground-truth spec JSON."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidInputError(f"--videos must be a folder, got '{folder}'")
     th = THRESHOLD_PRESETS[cfg.thresholds]
     run = SuiteRun(suite, f"videos:{folder}", cfg, th)
-    for path, spec_path in _manifest_rows(folder)[: cfg.n]:
+    from tqdm import tqdm
+
+    for path, spec_path in tqdm(_manifest_rows(folder)[: cfg.n], desc=f"{suite.name} videos", unit="clip", disable=not progress):
         spec = ClipSpec.from_json(spec_path)
         if not suite.accepts(spec) or not _check(run, path.stem, spec):
             continue
@@ -209,7 +217,7 @@ def run_videos(suite: Suite, folder: str | Path, cfg: RunConfig) -> SuiteRun:
 
 
 def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None = None,
-              guidance: float | None = None, fast: bool = False) -> SuiteRun:
+              guidance: float | None = None, fast: bool = False, progress: bool = False) -> SuiteRun:
     """Generate a video for each accepted ground-truth clip of the split and evaluate it.
 
     ``fast``: sample with the model's few-step student (text-to-video suites only)."""
@@ -223,7 +231,7 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
         raise InvalidInputError(f"suite {suite.name!r} needs video conditioning; this pipeline's generate() takes {sorted(params)}")
     th = THRESHOLD_PRESETS[cfg.thresholds]
     run = SuiteRun(suite, f"model:{model}" + (" (fast)" if fast else ""), cfg, th)
-    for i, (cid, spec, frames) in enumerate(ground_truth_specs(suite, cfg, run)):
+    for i, (cid, spec, frames) in enumerate(ground_truth_specs(suite, cfg, run, progress)):
         k, cond = _condition(suite, frames)
         kwargs: dict[str, object] = dict(frames=spec.num_frames, fps=spec.fps, width=spec.width, height=spec.height,
                                          steps=steps, guidance=guidance, seed=cfg.seed + i)
@@ -239,7 +247,7 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
     return run
 
 
-def run_vae(suite: Suite, vae_path: str | Path, cfg: RunConfig) -> SuiteRun:
+def run_vae(suite: Suite, vae_path: str | Path, cfg: RunConfig, progress: bool = False) -> SuiteRun:
     """Reconstruct ground-truth renders through a VAE (encode to the posterior mean, decode) and
     evaluate the reconstructions; ``SuiteRun.psnr`` holds each clip's PSNR against its render.
 
@@ -256,7 +264,7 @@ def run_vae(suite: Suite, vae_path: str | Path, cfg: RunConfig) -> SuiteRun:
     vae = load_component(CausalVAE, VAEConfig, folder).eval()
     th = THRESHOLD_PRESETS[cfg.thresholds]
     run = SuiteRun(suite, f"vae:{vae_path}", cfg, th)
-    for cid, spec, frames in ground_truth_specs(suite, cfg, run):
+    for cid, spec, frames in ground_truth_specs(suite, cfg, run, progress):
         with torch.no_grad():
             x = Video(frames, spec.fps).to_tensor()  # (1, 3, f, h, w) in [-1, 1]
             recon = Video.from_tensor(vae.decode(vae.encode(x).mode()), spec.fps).frames

@@ -14,7 +14,7 @@ from typing import Final
 from kinema.errors import InvalidInputError
 from kinema.world.spec import ClipSpec
 
-CORE: Final[tuple[str, ...]] = ("count", "attributes", "spurious", "identity", "direction", "speed",
+CORE: Final[tuple[str, ...]] = ("count", "attributes", "color", "shape", "spurious", "identity", "direction", "speed",
                                  "background", "camera_pan", "flicker")
 PHYSICS_METRICS: Final[tuple[str, ...]] = ("gravity", "bounce")
 ALL: Final[tuple[str, ...]] = CORE + PHYSICS_METRICS + ("permanence", "state_change")

@@ -11,9 +11,11 @@ from typing import Final
 from kinema.eval.metrics.base import Metric, MetricResult
 from kinema.eval.metrics.objects import (
     attribute_accuracy,
+    color_accuracy,
     count_accuracy,
     direction_accuracy,
     identity_persistence,
+    shape_accuracy,
     speed_error,
     spurious_events,
     trajectory_error,
@@ -35,6 +37,8 @@ from kinema.eval.metrics.scene import (
 METRICS: Final[dict[str, Metric]] = {
     "count": count_accuracy,
     "attributes": attribute_accuracy,
+    "color": color_accuracy,
+    "shape": shape_accuracy,
     "spurious": spurious_events,
     "identity": identity_persistence,
     "direction": direction_accuracy,

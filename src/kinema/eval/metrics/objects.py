@@ -119,26 +119,52 @@ def _pre_event_frames(ctx: Context, o: ObjectExpectation, tr: Track) -> list[int
     return [t for t in tr.frames if t < cut] or tr.frames[:3]
 
 
-def attribute_accuracy(ctx: Context, th: Thresholds) -> MetricResult:
-    """Share of expected objects found with the right colour, shape and size."""
-    ok = 0
-    bad: list[str] = []
+def _observed_attributes(ctx: Context) -> list[tuple[ObjectExpectation, tuple[str | None, str, str] | None]]:
+    """Each expected object with the (size, colour, shape) its track shows, or None when it was not found."""
+    seen: list[tuple[ObjectExpectation, tuple[str | None, str, str] | None]] = []
     for o in ctx.exp.objects:
         tr = ctx.assigned[o.id]
         if tr is None:
-            bad.append(f"{o.size} {o.color} {o.shape}: not found")
+            seen.append((o, None))
             continue
         pre = _pre_event_frames(ctx, o, tr)
         col = tr.majority_color([t for t in pre if not tr.clipped(t)] or pre)  # slivers at the wall blur
         shape = tr.majority_shape(pre)
         rad = _track_radius(tr, pre, shape)
         size = _size_class(rad, ctx.unit, o.size) if np.isfinite(rad) else o.size
-        if (col, shape, size) == (o.color, o.shape, o.size):
+        seen.append((o, (size, col, shape)))
+    return seen
+
+
+def _attribute_metric(ctx: Context, th: Thresholds, name: str, checks: tuple[int, ...]) -> MetricResult:
+    """Share of expected objects found with the attributes at ``checks`` (0 size, 1 colour, 2 shape) right."""
+    ok = 0
+    bad: list[str] = []
+    for o, got in _observed_attributes(ctx):
+        want = (o.size, o.color, o.shape)
+        if got is None:
+            bad.append(f"{o.size} {o.color} {o.shape}: not found")
+        elif all(got[i] == want[i] for i in checks):
             ok += 1
         else:
-            bad.append(f"{o.size} {o.color} {o.shape} seen as {size} {col} {shape}")
+            bad.append(f"{o.size} {o.color} {o.shape} seen as {got[0]} {got[1]} {got[2]}")
     value = ok / max(ctx.exp.count, 1)
-    return MetricResult("attributes", value, value >= th.attributes, th.attributes, "; ".join(bad))
+    return MetricResult(name, value, value >= th.attributes, th.attributes, "; ".join(bad))
+
+
+def attribute_accuracy(ctx: Context, th: Thresholds) -> MetricResult:
+    """Share of expected objects found with the right colour, shape and size."""
+    return _attribute_metric(ctx, th, "attributes", (0, 1, 2))
+
+
+def color_accuracy(ctx: Context, th: Thresholds) -> MetricResult:
+    """Share of expected objects found with the right colour (shape and size not checked)."""
+    return _attribute_metric(ctx, th, "color", (1,))
+
+
+def shape_accuracy(ctx: Context, th: Thresholds) -> MetricResult:
+    """Share of expected objects found with the right shape (colour and size not checked)."""
+    return _attribute_metric(ctx, th, "shape", (2,))
 
 
 # ---------------------------------------------------------------- spurious appearance / disappearance
