@@ -120,7 +120,12 @@ def _pre_event_frames(ctx: Context, o: ObjectExpectation, tr: Track) -> list[int
 
 
 def _observed_attributes(ctx: Context) -> list[tuple[ObjectExpectation, tuple[str | None, str, str] | None]]:
-    """Each expected object with the (size, colour, shape) its track shows, or None when it was not found."""
+    """Each expected object with the (size, colour, shape) its track shows, or None when it was not found.
+
+    Measured once per clip (``ctx.cache``): ``attributes``, ``color`` and ``shape`` all read it.
+    """
+    if "attributes" in ctx.cache:
+        return ctx.cache["attributes"]  # type: ignore[return-value]
     seen: list[tuple[ObjectExpectation, tuple[str | None, str, str] | None]] = []
     for o in ctx.exp.objects:
         tr = ctx.assigned[o.id]
@@ -133,6 +138,7 @@ def _observed_attributes(ctx: Context) -> list[tuple[ObjectExpectation, tuple[st
         rad = _track_radius(tr, pre, shape)
         size = _size_class(rad, ctx.unit, o.size) if np.isfinite(rad) else o.size
         seen.append((o, (size, col, shape)))
+    ctx.cache["attributes"] = seen
     return seen
 
 
