@@ -47,11 +47,11 @@ if [ "${VAE_STAGE3:-1}" = 1 ]; then
   VAE_FINAL=runs/vae-decoder-gpu/final/vae
 fi
 
-# 2d) stage 4 of the decoder (shipped), on the CPU: seven rounds of 1,500 steps with a temporal loss of
-#     weight 1, 3, 6, 10, 15, 20 and 30 against the jumps at latent-group boundaries, each from the previous
-#     round (12-19 min each on 2 idle threads; 33 min at half speed)
+# 2d) stage 4 of the decoder (shipped), on the CPU: nine rounds of 1,500 steps with a temporal loss of
+#     weight 1, 3, 6, 10, 15, 20, 30, 40 and 50 against the jumps at latent-group boundaries, each from the
+#     previous round (12-19 min each on 2 idle threads; 30-33 min at half speed)
 prev=$VAE_FINAL
-for round in 1:1.0 2:3.0 3:6.0 4:10.0 5:15.0 6:20.0 7:30.0; do
+for round in 1:1.0 2:3.0 3:6.0 4:10.0 5:15.0 6:20.0 7:30.0 8:40.0 9:50.0; do
   out=runs/vae-decoder-temporal${round%%:*}
   [ -d "$out/final" ] || $K train vae --preset world --config configs/vae_default_decoder_temporal.yaml \
     --data world:train --out "$out" --resume latest --init="$prev" --loss.temporal_weight="${round#*:}"
