@@ -240,3 +240,15 @@ def test_refine_mode_on_a_pipeline_with_a_refiner(text_encoder):
     assert ms["edge_ratio"].value > 0 and np.isfinite(ms["gt_psnr_db"].value) and np.isfinite(ms["gt_vae_psnr_db"].value)
     assert ms["gt_psnr_gain_db"].value < 0 and ms["gt_psnr_gain_db"].passed is None  # reported: a random refiner is far worse than bilinear
     assert ms["gt_edge_ratio"].op == ">=" and ms["gt_edge_ratio"].bar == 1.0
+
+
+def test_long_videos_on_more_clips_than_the_other_modes(text_encoder):
+    """``long_n`` above ``n`` runs the long mode on ``long_n`` clips instead of being cut to ``n``."""
+    pipe = build_tiny_pipeline(text_encoder, seed=1)
+    cfg = ModeEvalConfig(n=1, long_n=2, width=32, height=32, num_frames=17, steps=2, long_seconds=2.0,
+                         window_seconds=0.5, modes=("loop", "long"))
+    run = run_modes(pipe, cfg, progress=False)
+    assert sorted((r.mode, r.clip_id) for r in run.results) == [
+        ("long", "heldout-00000"), ("long", "heldout-00001"), ("loop", "heldout-00000")]
+    with pytest.raises(InvalidInputError, match="long_n=-1"):
+        run_modes(pipe, replace(cfg, long_n=-1), progress=False)

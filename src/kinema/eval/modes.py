@@ -624,12 +624,13 @@ def select_modes(pipe: KinemaPipeline, requested: tuple[str, ...]) -> tuple[list
 
 
 # ------------------------------------------------------------------------------------------ runner
-def ground_truth_clips(cfg: ModeEvalConfig, run: ModeEvalRun) -> list[GroundTruth]:
-    """Examples ``0 .. n-1`` of ``cfg.split`` (clean by construction); unsamplable ones are recorded as skipped."""
+def ground_truth_clips(cfg: ModeEvalConfig, run: ModeEvalRun, count: int | None = None) -> list[GroundTruth]:
+    """Examples ``0 .. count-1`` of ``cfg.split`` (``count`` defaults to ``cfg.n``; clean by construction);
+    unsamplable ones are recorded as skipped."""
     from kinema.world import sample_spec
 
     clips = []
-    for index in range(cfg.n):
+    for index in range(cfg.n if count is None else count):
         cid = f"{cfg.split}-{index:05d}"
         try:
             spec = sample_spec(cfg.split, cfg.seed, index, cfg.width, cfg.height, cfg.fps, cfg.num_frames)
@@ -643,18 +644,21 @@ def ground_truth_clips(cfg: ModeEvalConfig, run: ModeEvalRun) -> list[GroundTrut
 
 def run_modes(pipe: KinemaPipeline, cfg: ModeEvalConfig, bars: ModeBars = ModeBars(), *, model: str = "",
               progress: bool = True) -> ModeEvalRun:
-    """Run every selected mode on ``cfg.n`` ground-truth clips (``long`` on the first ``cfg.long_n``)."""
+    """Run every selected mode on the first ``cfg.n`` ground-truth clips, and ``long`` on the first ``cfg.long_n``
+    (which may be more than ``cfg.n``)."""
     from tqdm import tqdm
 
     if cfg.n < 1:
         raise InvalidInputError(f"n={cfg.n} not supported: must be >= 1")
     modes, skipped = select_modes(pipe, tuple(cfg.modes))
     run = ModeEvalRun(model or pipe.name, cfg, bars, skipped_modes=skipped)
-    clips = ground_truth_clips(cfg, run)
+    if cfg.long_n < 0:
+        raise InvalidInputError(f"long_n={cfg.long_n} not supported: must be >= 0")
+    clips = ground_truth_clips(cfg, run, max(cfg.n, cfg.long_n) if "long" in modes else cfg.n)
     bar = tqdm(clips, desc="clips", unit="clip", disable=not progress)
     for gt in bar:
         for mode in modes:
-            if mode == "long" and gt.index >= cfg.long_n:
+            if gt.index >= (cfg.long_n if mode == "long" else cfg.n):
                 continue
             bar.set_postfix_str(mode)
             t0 = time.perf_counter()

@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"comma-separated modes of {', '.join(EVAL_MODES)} (default: every mode the model has)")
     p.add_argument("--split", default=None, help="world split the clips come from (default heldout)")
     p.add_argument("--n", type=int, default=None, help="clips per mode (default 8)")
-    p.add_argument("--long-n", type=int, default=None, help="clips whose captions make a long video (default 2)")
+    p.add_argument("--long-n", type=int, default=None,
+                   help="clips whose captions make a long video (default 2; may be more than --n)")
     p.add_argument("--seed", type=int, default=None, help="base seed of the split's examples and of generation")
     p.add_argument("--frames", type=int, default=None, help="frames per ground-truth clip (default 33)")
     p.add_argument("--fps", type=float, default=None, help="frames per second (default 16)")
