@@ -624,13 +624,12 @@ def select_modes(pipe: KinemaPipeline, requested: tuple[str, ...]) -> tuple[list
 
 
 # ------------------------------------------------------------------------------------------ runner
-def ground_truth_clips(cfg: ModeEvalConfig, run: ModeEvalRun, count: int | None = None) -> list[GroundTruth]:
-    """Examples ``0 .. count-1`` of ``cfg.split`` (``count`` defaults to ``cfg.n``; clean by construction);
-    unsamplable ones are recorded as skipped."""
+def ground_truth_clips(cfg: ModeEvalConfig, run: ModeEvalRun, count: int) -> list[GroundTruth]:
+    """Examples ``0 .. count-1`` of ``cfg.split`` (clean by construction); unsamplable ones are recorded as skipped."""
     from kinema.world import sample_spec
 
     clips = []
-    for index in range(cfg.n if count is None else count):
+    for index in range(count):
         cid = f"{cfg.split}-{index:05d}"
         try:
             spec = sample_spec(cfg.split, cfg.seed, index, cfg.width, cfg.height, cfg.fps, cfg.num_frames)
@@ -650,10 +649,10 @@ def run_modes(pipe: KinemaPipeline, cfg: ModeEvalConfig, bars: ModeBars = ModeBa
 
     if cfg.n < 1:
         raise InvalidInputError(f"n={cfg.n} not supported: must be >= 1")
-    modes, skipped = select_modes(pipe, tuple(cfg.modes))
-    run = ModeEvalRun(model or pipe.name, cfg, bars, skipped_modes=skipped)
     if cfg.long_n < 0:
         raise InvalidInputError(f"long_n={cfg.long_n} not supported: must be >= 0")
+    modes, skipped = select_modes(pipe, tuple(cfg.modes))
+    run = ModeEvalRun(model or pipe.name, cfg, bars, skipped_modes=skipped)
     clips = ground_truth_clips(cfg, run, max(cfg.n, cfg.long_n) if "long" in modes else cfg.n)
     bar = tqdm(clips, desc="clips", unit="clip", disable=not progress)
     for gt in bar:
