@@ -81,17 +81,20 @@ def test_list_viterbi_ranks_distinct_paths():
 
 def test_invisible_and_fast(clips):
     open_loop = replace(WatermarkConfig(), trials=1)
+    timings: list[float] = []
     for frames in clips:
         t0 = time.perf_counter()
         marked = embed_watermark(frames, PAYLOAD, open_loop)
-        elapsed = time.perf_counter() - t0
+        timings.append(time.perf_counter() - t0)
         assert marked.shape == frames.shape and marked.dtype == np.uint8
         assert psnr(frames, marked) >= 40.0
         t0 = time.perf_counter()
         informed = embed_watermark(frames, PAYLOAD)
         assert time.perf_counter() - t0 < 3.0  # at most 24 trial encodes; one (~0.1 s) on most clips
         assert informed.shape == frames.shape and abs(psnr(frames, informed) - psnr(frames, marked)) < 0.05
-    assert elapsed < 0.05  # cached pattern: a few ms for 33 x 64 x 64
+    # cached pattern: ~12 ms for 33 x 64 x 64 here; the fastest clip is timed so one stall of a busy CI host
+    # (a 60 ms outlier was seen once) does not fail the test, while a lost cache (~160 ms each) still does
+    assert min(timings[1:]) < 0.05, timings
 
 
 def test_informed_embedding_survives_where_the_open_loop_mark_does_not(tmp_path):
