@@ -37,15 +37,16 @@ def pick(run: SuiteRun, metrics: list[str]) -> list[tuple[str, str]]:
     """(clip id, why picked): for each metric the first clip failing it that is not picked yet, then the first
     clip passing ``SUCCESS`` that is not picked yet."""
     rows: list[tuple[str, str]] = []
+    picked: set[str] = set()
     for name in metrics:
         for clip in run.clips:
             m = clip.metrics.get(name)
-            if m is not None and m.passed is False and clip.clip_id not in [r[0] for r in rows]:
+            if m is not None and m.passed is False and clip.clip_id not in picked:
                 rows.append((clip.clip_id, f"first other clip to fail {name}" if rows else f"first to fail {name}"))
+                picked.add(clip.clip_id)
                 break
     for clip in run.clips:
-        chosen = clip.clip_id in [r[0] for r in rows]
-        if not chosen and all(clip.metrics.get(n) is not None and clip.metrics[n].passed for n in SUCCESS):
+        if clip.clip_id not in picked and all(clip.metrics.get(n) is not None and clip.metrics[n].passed for n in SUCCESS):
             rows.append((clip.clip_id, "first to pass " + ", ".join(SUCCESS)))
             break
     return rows

@@ -58,7 +58,7 @@ def main() -> None:
         truth.append(seam_ratio(frames, k))
         recon = decode(pipe, encode(pipe, frames))
         for name, clip in (("oracle", out), ("recon", recon)):
-            speed, same = (m.passed for m in seam_measurements(clip, gt, k, bars)[1:])
+            speed, same = (meas.passed for meas in seam_measurements(clip, gt, k, bars)[1:])
             speed_ok[name].append(bool(speed))
             same_ok[name].append(bool(same))
         steps = frame_steps(recon)  # steps[j]: frame j -> j + 1

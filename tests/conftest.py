@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -12,6 +15,16 @@ from kinema.dit import DIT_PRESETS, DiT
 from kinema.pipeline import KinemaPipeline, PipelineConfig
 from kinema.text import TextEncoder, TextEncoderConfig
 from kinema.vae import VAE_PRESETS, CausalVAE
+
+
+def load_benchmark(path: Path, name: str) -> ModuleType:
+    """Import a script under ``benchmarks/`` by path (``benchmarks`` is not an installed package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def perturb_(module: torch.nn.Module, seed: int = 0, scale: float = 0.02) -> None:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
 from kinema.eval.runner import RunConfig, run_ground_truth
 from kinema.eval.suites import SUITES
 
+from conftest import load_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "failure_frames.py"
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kinema_bench_failure_frames", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_picks_failures_from_measurements_and_draws_them():
-    ff = load_script()
+    ff = load_benchmark(SCRIPT, "kinema_bench_failure_frames")
     cfg = RunConfig(split="heldout", n=4)
     truth = run_ground_truth(SUITES["t2v"], cfg)
     broken = run_ground_truth(SUITES["t2v"], RunConfig(split="heldout", n=4, corruption="swap_colors"))
@@ -38,5 +28,5 @@ def test_picks_failures_from_measurements_and_draws_them():
     image = ff.figure(broken, truth, rows, frames=6, scale=2)
     assert image.width == 6 * (64 * 2 + 2)
     pixels = np.asarray(image)
-    top = pixels[image.height // 4 :].reshape(-1, 3)
-    assert (top != 255).any()  # frames were pasted, not a blank canvas
+    lower = pixels[image.height // 4 :].reshape(-1, 3)
+    assert (lower != 255).any()  # frames were pasted, not a blank canvas

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,18 +14,15 @@ from kinema.pipeline import KinemaPipeline  # noqa: E402
 from kinema.text import TextEncoder, TextEncoderConfig  # noqa: E402
 from kinema.weights import bundled_model_path  # noqa: E402
 
+from conftest import load_benchmark  # noqa: E402
+
 PEER_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "peers" / "diffusers_wan.py"
 TOLERANCE = 0.15  # issue 10: peer parameter counts within ~15% of Kinema's, per component
 
 
 def load_peer() -> ModuleType:
-    """Import ``benchmarks/peers/diffusers_wan.py`` by path (``benchmarks`` is not an installed package)."""
-    spec = importlib.util.spec_from_file_location("kinema_bench_diffusers_wan", PEER_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    """Import ``benchmarks/peers/diffusers_wan.py``."""
+    return load_benchmark(PEER_FILE, "kinema_bench_diffusers_wan")
 
 
 @pytest.mark.slow
