@@ -84,6 +84,21 @@ def test_cli_on_a_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert report["clip_pass_rate"] == 0.0  # random weights draw no objects
 
 
+@pytest.mark.parametrize("suite", ["i2v", "extend"])
+def test_cli_on_a_model_with_conditioning(tmp_path: Path, tiny_model_dir: Path, suite: str) -> None:
+    """The conditioned suites hand the model the clip's first frame / first half and get the whole clip back."""
+    from kinema.cli import main
+
+    out = tmp_path / suite
+    code = main(["eval", "--model", str(tiny_model_dir), "--suite", suite, "--n", "1", "--size", "32x32",
+                 "--frames", "17", "--steps", "2", "-o", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["clips"] == 1
+    measured = set(report["results"][0]["metrics"])
+    assert ("seam" if suite == "extend" else "first_frame") in measured
+
+
 def test_cli_rejects_bad_arguments(tmp_path: Path) -> None:
     from kinema.cli import main
 

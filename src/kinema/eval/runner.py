@@ -239,9 +239,12 @@ def run_model(suite: Suite, model: str | Path, cfg: RunConfig, steps: int | None
             kwargs["fast"] = True
         if suite.mode == "i2v":
             kwargs["image"] = cond[0]  # type: ignore[index]
-        elif suite.mode == "extend":
+        elif suite.mode == "extend":  # extension takes the number of new frames: the clip is the given k plus these
             kwargs["video"] = Video(cond, spec.fps)  # type: ignore[arg-type]
+            kwargs["frames"] = spec.num_frames - k
         out = pipe.generate(spec.caption, **kwargs)  # type: ignore[arg-type]
+        if out.frames.shape[0] != spec.num_frames:
+            raise RuntimeError(f"{cid}: the model made {out.frames.shape[0]} frames for a {spec.num_frames}-frame clip")
         log.info("generated %s: %s", cid, spec.caption)
         _add(run, cid, out.frames, spec, k, cond, th)
     return run
