@@ -28,6 +28,8 @@ from kinema.eval.modes import (
     identity_kept,
     json_number,
     loop_ratio,
+    mean_speed,
+    motion_kept,
     psnr,
     recolor_caption,
     run_modes,
@@ -136,8 +138,8 @@ def test_seam_speed_change_known_answers():
 
 def test_ground_truth_passes_its_own_seam_identity_and_window_checks():
     gt = gt_clip(2)
-    ms = {m.name: m for m in seam_measurements(gt.frames, gt, 17, BARS)}
-    assert ms["speed_change"].value == 0.0 and ms["same_objects"].passed
+    ms = {m.name: m for m in seam_measurements(gt.frames, gt, 17, BARS, generated=(17, 33))}
+    assert ms["speed_change"].value == 0.0 and ms["same_objects"].passed and ms["motion_kept"].value == 1.0
     kept, _ = identity_kept(gt.frames[0], gt.result, gt.result, BARS)
     assert kept == 1.0
     assert window_consistency(gt.result, 8) == (1.0, 4)
@@ -158,6 +160,20 @@ def test_broken_continuations_fail():
     assert {m.name: m for m in seam_measurements(swapped, gt, 17, BARS)}["same_objects"].passed is False
     share, windows = window_consistency(track(np.concatenate([gt.frames[:16], other.frames[:16]])), 8)
     assert windows == 4 and share == 0.5
+
+
+def test_a_continuation_that_stops_or_races_does_not_keep_the_motion():
+    gt = gt_clip(14)  # a yellow ball and a purple triangle move sideways
+    assert mean_speed(gt.result, 17, 33) > 0.5
+    frozen = np.concatenate([gt.frames[:17], np.repeat(gt.frames[16:17], 16, axis=0)])  # the objects stop at the seam
+    ms = {m.name: m for m in seam_measurements(frozen, gt, 17, BARS, generated=(17, 33))}
+    assert ms["same_objects"].passed and ms["seam_ratio"].passed  # a smooth seam, the same objects ...
+    assert not ms["motion_kept"].passed and ms["motion_kept"].value < 0.5  # ... but nothing moves after it
+    assert "0.00 px/frame generated" in ms["motion_kept"].detail
+    fast = np.concatenate([gt.frames[:17], gt.frames[17:33:2], gt.frames[31:32].repeat(8, axis=0)])  # 2x, then still
+    value, _ = motion_kept(track(fast), gt.result, 17, 25, BARS)
+    assert value == pytest.approx(0.5, abs=0.1)
+    assert "motion_kept" not in {m.name for m in seam_measurements(gt.frames, gt, 17, BARS)}  # only when asked
 
 
 def test_edit_measurements_on_a_perfect_edit_and_on_no_edit():
@@ -195,7 +211,7 @@ def test_every_mode_end_to_end_through_the_cli(tiny_model_dir, tmp_path, capsys)
     ran = [m for m in EVAL_MODES if m != "refine"]
     assert list(report["modes"]) == ran
     assert report["skipped_modes"] == {"refine": "model 'kinema-tiny-test' has no refiner"}
-    expected = {"i2v": {"first_frame_psnr_db", "identity_kept"}, "extend": {"seam_ratio", "speed_change", "same_objects"},
+    expected = {"i2v": {"first_frame_psnr_db", "identity_kept"}, "extend": {"seam_ratio", "speed_change", "same_objects", "motion_kept"},
                 "loop": {"loop_ratio"}, "connect": {"start_seam_ratio", "end_seam_ratio", "start_psnr_db", "end_psnr_db"},
                 "edit": {"new_color", "shapes_kept", "count_kept", "directions_kept"}, "long": {"windows_consistent", "seconds"}}
     for mode, names in expected.items():

@@ -6,7 +6,7 @@ measured with pixel statistics and the tracker (``kinema.eval.tracker``):
 | mode              | given                              | measurements (bar)                                               |
 |-------------------|------------------------------------|------------------------------------------------------------------|
 | ``i2v``           | frame 0 + caption                  | first-frame PSNR (>= 30 dB); frame-0 objects kept (all)          |
-| ``extend``        | first half                         | seam ratio (<= 1.5); speed change (<= 10%); same objects (yes)   |
+| ``extend``        | first half                         | seam ratio (<= 1.5); speed change (<= 10%); same objects (yes); motion kept (>= 0.5) |
 | ``extend_backward`` | second half                      | the same, at the seam before the given frames                    |
 | ``loop``          | caption                            | last-to-first difference / median adjacent difference (<= 1.5)   |
 | ``connect``       | first and last third               | seam ratio at both ends (<= 1.5); PSNR of both ends (reported)   |
@@ -21,6 +21,9 @@ is the mean velocity over ``window`` steps after the seam and ``v_pred`` the mea
 ``window`` steps before it carried forward with the object's median acceleration away from the seam
 (gravity is not a seam fault); the clip's value is the largest over objects, less what the ground truth
 itself shows at the same frame (a bounce there is the world's, not the seam's).
+*Motion kept*: ``min(r, 1/r)`` for ``r`` = the generated stretch's mean speed over the ground truth's on
+the same frames (:func:`mean_speed`, both floored at ``min_speed``): a continuation that slows to a
+stop, or races, fails it even when its seam is smooth and its objects stay.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class ModeBars:
     min_track_frames: int = 3  # shorter tracks are noise
     identity_coverage: float = 0.8  # i2v: a frame-0 object is tracked for this share of its ground-truth frames
     still_frac: float = 0.04  # edit: a net displacement below this share of the frame is "still"
+    motion_kept: float = 0.5  # extend: generated / true mean speed after the seam within [0.5, 2]
 
 
 @dataclass
@@ -295,6 +299,31 @@ def clip_speed_change(result: TrackResult, seam: int, bars: ModeBars) -> float:
     return max(values, default=0.0)
 
 
+def mean_speed(result: TrackResult, lo: int, hi: int, min_frames: int = 3) -> float:
+    """Mean step length (px per frame) of the long tracks' centres within frames ``lo .. hi - 1``.
+
+    Steps at the frame edge, behind the occluder or of a broken object are left out (the centre is not
+    the object's there); 0 when nothing is tracked.
+    """
+    steps: list[float] = []
+    for tr in result.long_tracks(min_frames):
+        for t in range(max(lo, tr.first), min(hi, tr.last + 1) - 1):
+            if t in tr.obs and t + 1 in tr.obs and not (tr.clipped(t) or tr.clipped(t + 1) or tr.pieces(t) > 1 or tr.pieces(t + 1) > 1):
+                (y0, x0), (y1, x1) = tr.center(t), tr.center(t + 1)
+                steps.append(float(np.hypot(y1 - y0, x1 - x0)))
+    return float(np.mean(steps)) if steps else 0.0
+
+
+def motion_kept(result: TrackResult, truth: TrackResult, lo: int, hi: int, bars: ModeBars) -> tuple[float, str]:
+    """``min(r, 1/r)`` for ``r`` = generated / true :func:`mean_speed` on frames ``lo .. hi - 1`` (both floored
+    at ``min_speed``), and a description."""
+    floor = bars.min_speed_frac * min(result.height, result.width)
+    gen = mean_speed(result, lo, hi, bars.min_track_frames)
+    true = mean_speed(truth, lo, hi, bars.min_track_frames)
+    r = max(gen, floor) / max(true, floor)
+    return min(r, 1.0 / r), f"{gen:.2f} px/frame generated, {true:.2f} in the ground truth"
+
+
 def signature(result: TrackResult, lo: int, hi: int, min_frames: int = 3) -> Signature:
     """Objects seen in frames ``lo .. hi - 1``: a multiset of (colour, shape) of the tracks seen there
     in at least ``min(min_frames, hi - lo)`` frames (majority colour and shape inside the stretch)."""
@@ -410,11 +439,14 @@ def measure_i2v(pipe: KinemaPipeline, gt: GroundTruth, cfg: ModeEvalConfig, bars
             Measurement("identity_kept", kept, 1.0, ">=", why)]
 
 
-def seam_measurements(out: np.ndarray, gt: GroundTruth, seam: int, bars: ModeBars) -> list[Measurement]:
+def seam_measurements(out: np.ndarray, gt: GroundTruth, seam: int, bars: ModeBars,
+                      generated: tuple[int, int] | None = None) -> list[Measurement]:
     """Seam ratio, speed change and same objects of ``out`` (uint8 ``(f, h, w, 3)``) at frame ``seam``.
 
     When ``out`` is as long as the ground truth, the world's own speed change at that frame is
     subtracted and the objects the world shows after the seam also count as the same objects.
+    ``generated`` (frames ``lo, hi``, with ``out`` as long as the ground truth): also measure whether
+    the generated stretch keeps the world's motion (``motion_kept``).
     """
     res = track(out)
     ratio = seam_ratio(out, seam, bars.min_step)
@@ -426,6 +458,10 @@ def seam_measurements(out: np.ndarray, gt: GroundTruth, seam: int, bars: ModeBar
     # the same objects on both sides, or (an object coming out from behind a wall, a break) what the world shows there
     truth_after = signature(gt.result, seam, min(gt.frames.shape[0], seam + w), bars.min_track_frames)
     same = before == after or (out.shape[0] == gt.frames.shape[0] and after == truth_after)
+    kept = []
+    if generated is not None and out.shape[0] == gt.frames.shape[0]:
+        value, why = motion_kept(res, gt.result, generated[0], generated[1], bars)
+        kept = [Measurement("motion_kept", value, bars.motion_kept, ">=", why)]
     return [
         Measurement("seam_ratio", ratio, bars.seam_ratio, "<="),
         Measurement("speed_change", 0.0 if np.isinf(world) else max(0.0, change - world), bars.speed_change, "<=",
@@ -433,6 +469,7 @@ def seam_measurements(out: np.ndarray, gt: GroundTruth, seam: int, bars: ModeBar
         Measurement("same_objects", float(same), 1.0, ">=",
                     "" if same else f"before: {describe_signature(before)}; after: {describe_signature(after)}; "
                                     f"ground truth after: {describe_signature(truth_after)}"),
+        *kept,
     ]
 
 
@@ -441,7 +478,7 @@ def measure_extend(pipe: KinemaPipeline, gt: GroundTruth, cfg: ModeEvalConfig, b
     k = n // 2 + 1
     out = pipe.generate(gt.spec.caption, video=gt.frames[:k], mode="extend", frames=n - k, context=cfg.context,
                         **_gen_kwargs(gt, cfg)).frames
-    return seam_measurements(out, gt, k, bars)
+    return seam_measurements(out, gt, k, bars, generated=(k, n))
 
 
 def measure_extend_backward(pipe: KinemaPipeline, gt: GroundTruth, cfg: ModeEvalConfig, bars: ModeBars) -> list[Measurement]:
@@ -449,7 +486,7 @@ def measure_extend_backward(pipe: KinemaPipeline, gt: GroundTruth, cfg: ModeEval
     k = n // 2 + 1
     out = pipe.generate(gt.spec.caption, video=gt.frames[n - k :], mode="extend_backward", frames=n - k,
                         context=cfg.context, **_gen_kwargs(gt, cfg)).frames
-    return seam_measurements(out, gt, out.shape[0] - k, bars)
+    return seam_measurements(out, gt, out.shape[0] - k, bars, generated=(0, out.shape[0] - k))
 
 
 def measure_loop(pipe: KinemaPipeline, gt: GroundTruth, cfg: ModeEvalConfig, bars: ModeBars) -> list[Measurement]:

@@ -170,6 +170,8 @@ class DiTTrainConfig:
     masks: MaskConfig = field(default_factory=MaskConfig)
     flow: FlowTrainConfig = field(default_factory=FlowTrainConfig)
     caption_dropout: float = 0.1  # probability of the empty caption (classifier-free guidance)
+    foreground_weight: float = 0.0  # extra loss weight on latent positions of objects (kinema.train.latent_weights)
+    foreground_threshold: float = 0.5  # rms distance from the frame's background latent that marks an object
     sample_posterior: bool = True  # x0 = a VAE posterior sample (True) or its mean
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -196,6 +198,8 @@ class RefinerTrainConfig:
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     flow: FlowTrainConfig = field(default_factory=FlowTrainConfig)
     caption_dropout: float = 0.1
+    foreground_weight: float = 0.0  # as DiTTrainConfig's
+    foreground_threshold: float = 0.5
     sample_posterior: bool = True  # target x0 = a VAE posterior sample (True) or its mean; the guide is always the mean
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -62,6 +62,7 @@ from kinema.train.distributed import (
     register_forward_method,
     wrap_model,
 )
+from kinema.train.latent_weights import position_weights
 from kinema.train.masks import sample_cond_masks
 from kinema.train.optim import EMA, build_optimizer, build_scheduler
 from kinema.vae import CausalVAE, VAEConfig
@@ -111,12 +112,23 @@ def flow_matching_loss(
     cond: Conditioning,
     t: torch.Tensor,
     noise: torch.Tensor,
+    foreground_weight: float = 0.0,
+    foreground_threshold: float = 0.5,
 ) -> torch.Tensor:
-    """Mean squared velocity error over the frames ``cond.loss_weight`` selects. ``x0``: ``(b, c, f, h, w)``."""
+    """Mean squared velocity error over the frames ``cond.loss_weight`` selects. ``x0``: ``(b, c, f, h, w)``.
+
+    ``foreground_weight`` > 0: within each frame, positions of objects weigh ``1 + foreground_weight``
+    times the background's (:mod:`kinema.train.latent_weights`); each frame's error stays a weighted mean.
+    """
     sample = RectifiedFlowPath().sample(x0, noise, t)
     v = model(sample.x_t, t, text.states, text.mask, cond.cond_latents, cond.cond_mask)  # (b, c, f, h, w)
-    err = (v.float() - sample.velocity.float()).pow(2).mean(dim=(1, 3, 4))  # (b, f)
-    return (err * cond.loss_weight).sum() / cond.loss_weight.sum().clamp_min(1.0)
+    err = (v.float() - sample.velocity.float()).pow(2).mean(dim=1)  # (b, f, h, w)
+    if foreground_weight > 0:
+        w = position_weights(x0.float(), foreground_weight, foreground_threshold)  # (b, f, h, w)
+        per_frame = (err * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3))  # (b, f)
+    else:
+        per_frame = err.mean(dim=(2, 3))
+    return (per_frame * cond.loss_weight).sum() / cond.loss_weight.sum().clamp_min(1.0)
 
 
 class TextSource:
@@ -342,7 +354,7 @@ def _train(task: DiTTask, cfg: DiTLikeConfig, data: str, out: Path, info: DistIn
             noise = torch.randn(x0.shape, generator=generator, device=device)
             with gradient_sync(wrapped, micro == cfg.optim.grad_accum - 1):
                 with autocast(device, amp):
-                    loss = flow_matching_loss(wrapped, x0, text, cond, t, noise)
+                    loss = flow_matching_loss(wrapped, x0, text, cond, t, noise, cfg.foreground_weight, cfg.foreground_threshold)
                 (loss / cfg.optim.grad_accum).backward()
             step_loss += float(loss.detach()) / cfg.optim.grad_accum
             step_samples += b
